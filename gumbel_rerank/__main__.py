@@ -1,0 +1,5 @@
+import sys
+
+from gumbel_rerank.cli import main
+
+sys.exit(main())

@@ -1,0 +1,110 @@
+"""The reader interface shared by every reader (FiD today, parallel-encoding decoders later).
+
+Objectives and the training loop talk to a reader only through :class:`Reader`; a second
+reader slots in by implementing it, without touching them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class PassageTokens:
+    """Tokenised passages of a batch, each passage padded to the same length L.
+
+    Attributes:
+        input_ids: (B, N, L) long.
+        attention_mask: (B, N, L) bool, True on real tokens.
+        passage_valid: (B, N) bool, False for padding passages (a question with fewer
+            candidates than the batch's N).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    passage_valid: torch.Tensor
+
+    def to(self, device: torch.device | str) -> PassageTokens:
+        return PassageTokens(
+            self.input_ids.to(device), self.attention_mask.to(device), self.passage_valid.to(device)
+        )
+
+
+@dataclass
+class EncodedPassages:
+    """Encoder states of N independently encoded passages per question.
+
+    Attributes:
+        hidden: (B, N * L, D) encoder output, passages concatenated in order.
+        token_mask: (B, N, L) bool, True on real tokens of real passages.
+    """
+
+    hidden: torch.Tensor
+    token_mask: torch.Tensor
+
+    @property
+    def n_passages(self) -> int:
+        return self.token_mask.shape[1]
+
+    @property
+    def passage_length(self) -> int:
+        return self.token_mask.shape[2]
+
+    @property
+    def passage_valid(self) -> torch.Tensor:
+        """(B, N) bool: passages with at least one real token."""
+        return self.token_mask.any(dim=-1)
+
+    def select(self, doc_idx: torch.Tensor) -> EncodedPassages:
+        """Keep only the passages in ``doc_idx`` (B, k), in that order; -1 means "none".
+
+        Exact, because each passage was encoded on its own: its states do not depend on
+        which other passages are present.
+        """
+        b, n, length = self.token_mask.shape
+        d = self.hidden.shape[-1]
+        k = doc_idx.shape[1]
+        none = doc_idx < 0
+        idx = doc_idx.clamp(min=0)
+        hidden = self.hidden.view(b, n, length, d)
+        # gather index (B, k, L, D) picks whole passages
+        gathered = hidden.gather(1, idx[:, :, None, None].expand(b, k, length, d))
+        token_mask = self.token_mask.gather(1, idx[:, :, None].expand(b, k, length))
+        token_mask = token_mask & ~none[:, :, None]
+        return EncodedPassages(gathered.reshape(b, k * length, d), token_mask)
+
+
+class Reader(Protocol):
+    """What objectives and the training loop need from a frozen reader."""
+
+    def tokenize_passages(
+        self, questions: list[str], passages: list[list[dict]], n_passages: int | None = None
+    ) -> PassageTokens: ...
+
+    def tokenize_targets(self, answers: list[str]) -> torch.Tensor:
+        """(B, T) labels, -100 at padding."""
+        ...
+
+    def encode(self, tokens: PassageTokens) -> EncodedPassages: ...
+
+    def token_logprobs(
+        self,
+        states: EncodedPassages,
+        labels: torch.Tensor,
+        log_doc_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, T) log p(a_t | q, passages); 0 where labels are -100."""
+        ...
+
+    def lm_loss(
+        self, states: EncodedPassages, labels: torch.Tensor, log_doc_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """(B,) answer NLL, mean over answer tokens, under the passage mask log M (B, N)."""
+        ...
+
+    def generate(
+        self, states: EncodedPassages, doc_idx: torch.Tensor | None = None, max_new_tokens: int = 50
+    ) -> list[str]: ...
