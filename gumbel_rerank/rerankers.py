@@ -1,0 +1,931 @@
+"""Passage rerankers: (question, passages) -> one scalar score per passage.
+
+Two families are supported, both wrapped by :class:`Reranker`:
+
+* ``"cross_encoder"``: any Hugging Face ``AutoModelForSequenceClassification`` (BERT, ELECTRA,
+  RoBERTa, XLM-R such as bge-reranker). The pair ``(question, formatted passage)`` is encoded
+  jointly and the score is the classification logit (see :class:`Reranker` for ``num_labels``).
+* ``"rankt5"``: a T5-style ``AutoModelForSeq2SeqLM`` scored as in RankT5 (Zhuang et al., SIGIR
+  2023): the encoder reads ``"Query: {question} Document: {passage}"``, the decoder runs one step
+  from ``decoder_start_token_id`` and the score is the logit of one reserved token.
+
+Scores are raw logits (no sigmoid): the Gumbel top-k relaxation consumes them as log-weights, so
+any monotone squashing would only shrink their useful range.
+
+A trained reranker is saved as a plain Hugging Face directory (safetensors weights, tokenizer,
+``config.json``) plus a small ``gumbel_rerank.json`` with the :class:`RerankerConfig`, so a
+cross-encoder loads without this package in ``AutoModelForSequenceClassification`` and in
+sentence-transformers' ``CrossEncoder``.
+
+Example::
+
+    reranker = Reranker.from_pretrained("runs/stage2/reranker")
+    for hit in reranker.rank("who wrote on the origin of species", passages, top_k=5):
+        print(hit.index, hit.score, hit.passage)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import string
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_NAME = "gumbel_rerank.json"
+"""File name of our settings inside a saved reranker directory."""
+
+SETTINGS_FORMAT_VERSION = 1
+
+KINDS = ("cross_encoder", "rankt5")
+
+DEFAULT_RANKT5_TOKEN = "<extra_id_10>"
+"""RankT5's score token: an unused sentinel of the T5 vocabulary (the paper uses <extra_id_10>)."""
+
+# Model types that are always scored RankT5-style even if a config lacks is_encoder_decoder.
+_T5_MODEL_TYPES = frozenset({"t5", "mt5", "umt5", "longt5"})
+# RoBERTa-style position ids start at padding_idx + 1, so two positions are unusable.
+_ROBERTA_LIKE = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"})
+
+
+def _template_fields(template: str, what: str) -> set[str]:
+    """Named placeholders of a ``str.format`` template; raises ValueError on malformed braces."""
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ValueError(
+            f"{what}={template!r} is not a valid str.format template ({err}); "
+            "escape literal braces as '{{' and '}}'."
+        ) from err
+    names = {name for _, name, _, _ in parsed if name is not None}
+    if "" in names or any(name.isdigit() for name in names):
+        raise ValueError(
+            f"{what}={template!r} uses positional placeholders ('{{}}' or '{{0}}'); "
+            "use named ones such as '{text}'."
+        )
+    return names
+
+
+@dataclass
+class RerankerConfig:
+    """Settings of a :class:`Reranker` (saved as ``gumbel_rerank.json`` next to the model).
+
+    Attributes:
+        kind: ``"cross_encoder"`` (sequence-classification model) or ``"rankt5"`` (T5 scored by
+            one token's logit at the first decoder step).
+        max_length: maximum number of tokens of one (question, passage) input, special tokens
+            included. Cross-encoders truncate ``longest_first`` (the same strategy as
+            sentence-transformers' CrossEncoder, so saved models score identically there); RankT5
+            truncates the end of the single "Query: ... Document: ..." string.
+        template: how a passage dict's ``title`` and ``text`` become the passage string, with
+            placeholders ``{title}`` (optional) and ``{text}`` (required). A passage without a
+            title (key missing, None or empty) uses its text alone, so no dangling separator such
+            as ": text" is produced.
+        rankt5_token: RankT5 only: the token whose first-step decoder logit is the score. ``None``
+            means ``"<extra_id_10>"`` (the RankT5 paper's choice); it must then exist in the
+            tokenizer's vocabulary, otherwise construction fails asking for an explicit token.
+            The resolved token is stored back, so saved settings always name it.
+        rankt5_query_template: RankT5 only: the encoder input, with placeholders ``{question}``
+            and ``{passage}`` (the passage already formatted with ``template``).
+    """
+
+    kind: str = "cross_encoder"
+    max_length: int = 256
+    template: str = "{title}: {text}"
+    rankt5_token: str | None = None
+    rankt5_query_template: str = "Query: {question} Document: {passage}"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"RerankerConfig.kind={self.kind!r} is not supported; use one of {KINDS}."
+            )
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int):
+            raise TypeError(
+                f"RerankerConfig.max_length must be an int, got {type(self.max_length).__name__}."
+            )
+        if self.max_length < 4:
+            raise ValueError(
+                f"RerankerConfig.max_length={self.max_length} leaves no room for a question and a "
+                "passage next to the special tokens; use at least 4 (typically 128-512)."
+            )
+        if not isinstance(self.template, str):
+            raise TypeError("RerankerConfig.template must be a str such as '{title}: {text}'.")
+        fields = _template_fields(self.template, "RerankerConfig.template")
+        if "text" not in fields or not fields <= {"title", "text"}:
+            raise ValueError(
+                f"RerankerConfig.template={self.template!r} must contain '{{text}}' and may only "
+                f"use the placeholders {{title}} and {{text}} (found {sorted(fields)})."
+            )
+        if self.rankt5_token is not None and (
+            not isinstance(self.rankt5_token, str) or not self.rankt5_token
+        ):
+            raise ValueError(
+                "RerankerConfig.rankt5_token must be None (use '<extra_id_10>') or a non-empty "
+                f"token string, got {self.rankt5_token!r}."
+            )
+        if not isinstance(self.rankt5_query_template, str):
+            raise TypeError("RerankerConfig.rankt5_query_template must be a str.")
+        fields = _template_fields(
+            self.rankt5_query_template, "RerankerConfig.rankt5_query_template"
+        )
+        if fields != {"question", "passage"}:
+            raise ValueError(
+                f"RerankerConfig.rankt5_query_template={self.rankt5_query_template!r} must use "
+                f"exactly the placeholders {{question}} and {{passage}} (found {sorted(fields)})."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RerankerConfig:
+        """Build from a mapping, ignoring (with a warning) keys this version does not know.
+
+        Unknown keys are tolerated so a directory saved by a newer version still loads.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            logger.warning("Ignoring unknown reranker settings %s.", unknown)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class RankResult:
+    """One ranked passage.
+
+    Attributes:
+        index: position of the passage in the list given to :meth:`Reranker.rank`.
+        score: the reranker's raw score (a logit; higher is more relevant).
+        passage: the passage exactly as given (a str or a dict).
+    """
+
+    index: int
+    score: float
+    passage: str | dict
+
+
+class ScoreOutput(NamedTuple):
+    """Result of :meth:`Reranker.score`; unpacks as ``scores, mask = reranker.score(...)``.
+
+    Attributes:
+        scores: float32 tensor (B, n_max); entries where ``mask`` is False hold the fill value
+            and receive no gradient: mask them (e.g. ``masked_fill(~mask, -inf)``) before a softmax.
+        mask: bool tensor (B, n_max); True where question b has a passage at position j.
+    """
+
+    scores: Tensor
+    mask: Tensor
+
+
+@dataclass
+class TokenizedPairs:
+    """Output of :meth:`Reranker.tokenize`, built on CPU so data-loader workers can make it.
+
+    Attributes:
+        features: model inputs for the P = mask.sum() valid pairs, flattened question-major
+            (question 0's passages in order, then question 1's, ...): ``input_ids`` and
+            ``attention_mask`` (P, L) and, for cross-encoders whose tokenizer makes them,
+            ``token_type_ids`` (P, L). Pass as ``reranker(**features)``.
+        mask: bool (B, n_max) validity mask used by :func:`scatter_scores`.
+    """
+
+    features: dict[str, Tensor]
+    mask: Tensor
+
+    def to(self, device: torch.device | str) -> TokenizedPairs:
+        return TokenizedPairs(
+            {k: v.to(device) for k, v in self.features.items()}, self.mask.to(device)
+        )
+
+    @property
+    def num_pairs(self) -> int:
+        return int(self.mask.sum())
+
+
+def format_passage(passage: str | Mapping[str, Any], template: str = "{title}: {text}") -> str:
+    """The passage side of a (question, passage) pair.
+
+    Args:
+        passage: a str (used as is: it is the text and has no title) or a mapping with a str
+            ``"text"`` and an optional ``"title"``.
+        template: ``str.format`` template with ``{title}`` and ``{text}``; used only when the
+            passage has a non-empty title, otherwise the text is returned alone.
+    """
+    if isinstance(passage, str):
+        return passage
+    if not isinstance(passage, Mapping):
+        raise TypeError(
+            f"A passage must be a str or a dict with 'text' (and optional 'title'), "
+            f"got {type(passage).__name__}."
+        )
+    text = passage.get("text")
+    if not isinstance(text, str):
+        raise ValueError(
+            f"A passage dict needs a str 'text' field; got keys {sorted(passage)} "
+            f"(text={text!r:.60})."
+        )
+    title = passage.get("title")
+    if title is None or title == "":
+        return text
+    return template.format(title=title, text=text)
+
+
+def scatter_scores(flat: Tensor, mask: Tensor, fill_value: float = 0.0) -> Tensor:
+    """Place flat per-pair scores back into a padded (B, n_max) grid.
+
+    Args:
+        flat: (P,) scores in question-major order, P == mask.sum().
+        mask: bool (B, n_max).
+        fill_value: value at padding positions.
+
+    Returns:
+        (B, n_max) tensor; differentiable with respect to ``flat`` (padding gets no gradient).
+    """
+    if flat.dim() != 1 or flat.numel() != int(mask.sum()):
+        raise ValueError(
+            f"scatter_scores: got {tuple(flat.shape)} scores for {int(mask.sum())} valid pairs."
+        )
+    mask = mask.to(flat.device)
+    out = flat.new_full(mask.shape, fill_value)
+    # Boolean-mask assignment fills True positions in row-major order, i.e. question-major,
+    # which is exactly the flattening order of Reranker.tokenize. index_put is differentiable.
+    out[mask] = flat
+    return out
+
+
+def _kind_of(hf_config: Any) -> str:
+    """Which scorer an HF config calls for: encoder-decoder (T5 family) -> rankt5."""
+    if getattr(hf_config, "is_encoder_decoder", False):
+        return "rankt5"
+    if getattr(hf_config, "model_type", None) in _T5_MODEL_TYPES:
+        return "rankt5"
+    return "cross_encoder"
+
+
+class Reranker(nn.Module):
+    """A passage reranker: (question, passages) -> one raw score per passage.
+
+    Args:
+        hf_model: a Hugging Face ``*ForSequenceClassification`` model (cross-encoder) or a T5-style
+            ``*ForConditionalGeneration`` model (RankT5). Its kind must match ``config.kind``.
+        tokenizer: the matching tokenizer; it must have a pad token. It is not modified (it may
+            be shared, e.g. with a T5 reader).
+        config: settings; ``None`` uses the defaults with ``kind`` detected from the model.
+
+    Cross-encoder ``num_labels``: 1 gives ``score = logits[:, 0]``. 2 (some public rerankers
+    are binary classifiers with label 1 = relevant) gives ``score = logits[:, 1] - logits[:, 0]``,
+    the log-odds of relevance, which is what ``softmax(logits)[:, 1]`` is a sigmoid of, so the
+    ranking is the classifier's and the score is again a logit. Other values raise ValueError.
+
+    Attributes:
+        hf_model: the wrapped Hugging Face model (what ``save_pretrained`` writes).
+        tokenizer: the wrapped tokenizer.
+        config: the resolved :class:`RerankerConfig` (``rankt5_token`` filled in for RankT5).
+    """
+
+    def __init__(self, hf_model: nn.Module, tokenizer: Any, config: RerankerConfig | None = None):
+        super().__init__()
+        hf_config = getattr(hf_model, "config", None)
+        if hf_config is None:
+            raise TypeError(
+                f"Reranker needs a Hugging Face PreTrainedModel, got {type(hf_model).__name__}."
+            )
+        detected = _kind_of(hf_config)
+        if config is None:
+            config = RerankerConfig(kind=detected)
+        elif not isinstance(config, RerankerConfig):
+            raise TypeError(f"config must be a RerankerConfig, got {type(config).__name__}.")
+        if config.kind != detected:
+            raise ValueError(
+                f"RerankerConfig.kind={config.kind!r} but the model is a "
+                f"{type(hf_model).__name__} (model_type={hf_config.model_type!r}), "
+                f"which is scored as {detected!r}; pass RerankerConfig(kind={detected!r}, ...)."
+            )
+        if getattr(tokenizer, "pad_token_id", None) is None:
+            raise ValueError(
+                "The reranker tokenizer has no pad token, which batching needs; set one, e.g. "
+                "tokenizer.pad_token = tokenizer.eos_token or add '[PAD]' and resize embeddings."
+            )
+        self.hf_model = hf_model
+        self.tokenizer = tokenizer
+        self._token_id: int | None = None
+        self._decoder_start_id: int | None = None
+
+        if config.kind == "cross_encoder":
+            if not type(hf_model).__name__.endswith("ForSequenceClassification"):
+                raise ValueError(
+                    f"A cross-encoder reranker needs an AutoModelForSequenceClassification model, "
+                    f"got {type(hf_model).__name__}; load it with "
+                    "AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)."
+                )
+            num_labels = hf_config.num_labels
+            if num_labels not in (1, 2):
+                raise ValueError(
+                    f"Unsupported cross-encoder with num_labels={num_labels}: a reranker needs one "
+                    "score per pair. Use num_labels=1 (score = logit) or 2 (score = logit[1] - "
+                    "logit[0]); to start from this backbone with a fresh head, load it with "
+                    "AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, "
+                    "ignore_mismatched_sizes=True)."
+                )
+        else:
+            config = self._resolve_rankt5(config)
+
+        max_pos = getattr(hf_config, "max_position_embeddings", None)
+        if isinstance(max_pos, int) and max_pos > 0:
+            usable = (
+                max_pos - 2 if getattr(hf_config, "model_type", "") in _ROBERTA_LIKE else max_pos
+            )
+            if config.max_length > usable:
+                raise ValueError(
+                    f"RerankerConfig.max_length={config.max_length} exceeds the {usable} positions "
+                    f"the {getattr(hf_config, 'model_type', '?')} model can embed; lower it."
+                )
+        self.config = config
+
+    def _resolve_rankt5(self, config: RerankerConfig) -> RerankerConfig:
+        token = config.rankt5_token
+        vocab = self.tokenizer.get_vocab()
+        if token is None:
+            if DEFAULT_RANKT5_TOKEN not in vocab:
+                raise ValueError(
+                    f"RankT5 scores with the logit of {DEFAULT_RANKT5_TOKEN!r} by default, but "
+                    "this tokenizer has no such token; set RerankerConfig(rankt5_token=...) to "
+                    "a single token of its vocabulary."
+                )
+            token = DEFAULT_RANKT5_TOKEN
+        elif token not in vocab:
+            raise ValueError(
+                f"RerankerConfig.rankt5_token={token!r} is not a single token of the tokenizer's "
+                "vocabulary; pick one that is (an unused sentinel such as <extra_id_10> for T5)."
+            )
+        token_id = vocab[token]
+        vocab_size = self.hf_model.get_output_embeddings().weight.shape[0]
+        if token_id >= vocab_size:
+            raise ValueError(
+                f"rankt5_token {token!r} has id {token_id} but the model's output layer has only "
+                f"{vocab_size} rows; resize the model's token embeddings."
+            )
+        start = getattr(self.hf_model.config, "decoder_start_token_id", None)
+        if start is None:
+            gen = getattr(self.hf_model, "generation_config", None)
+            start = getattr(gen, "decoder_start_token_id", None)
+        if start is None:
+            raise ValueError(
+                "The RankT5 model's config has no decoder_start_token_id (T5 uses the pad id, 0); "
+                "set hf_model.config.decoder_start_token_id."
+            )
+        self._token_id = int(token_id)
+        self._decoder_start_id = int(start)
+        return dataclasses.replace(config, rankt5_token=token)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.hf_model.parameters()).device
+
+    @property
+    def rankt5_token_id(self) -> int | None:
+        """Vocabulary id whose first-step logit is the RankT5 score (None for cross-encoders)."""
+        return self._token_id
+
+    # ------------------------------------------------------------------ tokenisation
+    def _encode(self, questions: Sequence[str], passage_texts: Sequence[str]) -> dict[str, Tensor]:
+        """Tokenise flat, aligned (question, formatted passage) lists -> (P, L) tensors."""
+        if self.kind == "cross_encoder":
+            enc = self.tokenizer(
+                list(questions),
+                list(passage_texts),
+                padding=True,
+                truncation="longest_first",
+                max_length=self.config.max_length,
+                return_tensors="pt",
+            )
+            keep = ("input_ids", "attention_mask", "token_type_ids")
+        else:
+            texts = [
+                self.config.rankt5_query_template.format(question=q, passage=p)
+                for q, p in zip(questions, passage_texts, strict=True)
+            ]
+            enc = self.tokenizer(
+                texts,
+                padding=True,
+                truncation=True,
+                max_length=self.config.max_length,
+                return_tensors="pt",
+            )
+            keep = ("input_ids", "attention_mask")
+        return {k: enc[k] for k in keep if k in enc}
+
+    def tokenize(
+        self, questions: Sequence[str], passages: Sequence[Sequence[str | Mapping[str, Any]]]
+    ) -> TokenizedPairs:
+        """Tokenise B questions with their (ragged) passage lists into flat pairs.
+
+        Args:
+            questions: B question strings.
+            passages: B lists; list b holds question b's passages (dicts with ``text`` and optional
+                ``title``, or plain strings), possibly of different lengths (including empty).
+
+        Returns:
+            :class:`TokenizedPairs` with features (P, L) for the P valid pairs (question-major)
+            and the bool mask (B, n_max). Tensors are on CPU.
+        """
+        if isinstance(questions, str):
+            raise TypeError("questions must be a list of strings, not a single string.")
+        if len(questions) != len(passages):
+            raise ValueError(
+                f"Got {len(questions)} questions but {len(passages)} passage lists; "
+                "pass one list of passages per question."
+            )
+        counts = []
+        flat_q: list[str] = []
+        flat_p: list[str] = []
+        for b, (question, plist) in enumerate(zip(questions, passages, strict=True)):
+            if not isinstance(question, str):
+                raise TypeError(f"questions[{b}] must be a str, got {type(question).__name__}.")
+            if isinstance(plist, (str, Mapping)):
+                raise TypeError(
+                    f"passages[{b}] must be a list of passages, got a single "
+                    f"{type(plist).__name__}; wrap it in a list."
+                )
+            counts.append(len(plist))
+            for passage in plist:
+                flat_q.append(question)
+                flat_p.append(format_passage(passage, self.config.template))
+        n_max = max(counts, default=0)
+        mask = torch.arange(n_max).unsqueeze(0) < torch.tensor(counts, dtype=torch.long).view(-1, 1)
+        if not flat_q:
+            empty = torch.zeros((0, 0), dtype=torch.long)
+            return TokenizedPairs({"input_ids": empty, "attention_mask": empty.clone()}, mask)
+        return TokenizedPairs(self._encode(flat_q, flat_p), mask)
+
+    # ------------------------------------------------------------------ scoring
+    def _forward_chunk(
+        self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None
+    ) -> Tensor:
+        if self.kind == "cross_encoder":
+            kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            logits = self.hf_model(
+                input_ids=input_ids, attention_mask=attention_mask, **kwargs
+            ).logits
+            if logits.shape[-1] == 1:
+                return logits[:, 0]
+            return logits[:, 1] - logits[:, 0]
+        # RankT5: one decoder step from the start token; its logit for the reserved token.
+        # Full-vocabulary logits cost P x V floats; acceptable next to the encoder activations,
+        # and it keeps model internals (T5's tied-embedding output scaling) out of this code.
+        start = torch.full(
+            (input_ids.shape[0], 1),
+            self._decoder_start_id,
+            dtype=input_ids.dtype,
+            device=input_ids.device,
+        )
+        out = self.hf_model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=start,
+            # No generation follows; a KV cache would only cost memory (and warns under
+            # activation checkpointing).
+            use_cache=False,
+        )
+        return out.logits[:, 0, self._token_id]
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        token_type_ids: Tensor | None = None,
+        chunk_size: int | None = None,
+    ) -> Tensor:
+        """Score pre-tokenised flat pairs.
+
+        Args:
+            input_ids: (P, L) token ids from :meth:`tokenize`.
+            attention_mask: (P, L).
+            token_type_ids: (P, L) or None (ignored by RankT5).
+            chunk_size: run the model on at most this many pairs at a time (lowers peak
+                activation memory; results and gradients equal the unchunked run).
+
+        Returns:
+            (P,) float32 scores, differentiable with respect to the model's parameters.
+        """
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(f"chunk_size must be a positive int or None, got {chunk_size!r}.")
+        device = self.device
+        input_ids = input_ids.to(device)
+        attention_mask = attention_mask.to(device)
+        if token_type_ids is not None:
+            token_type_ids = token_type_ids.to(device)
+        n = input_ids.shape[0]
+        if n == 0:
+            # An empty (0,) result still attached to the graph, so callers can always backprop.
+            return next(self.hf_model.parameters()).flatten()[:0].float() * 0.0
+        step = n if chunk_size is None else chunk_size
+        parts = []
+        for start in range(0, n, step):
+            sl = slice(start, start + step)
+            tt = None if token_type_ids is None else token_type_ids[sl]
+            parts.append(self._forward_chunk(input_ids[sl], attention_mask[sl], tt))
+        # float32: downstream Gumbel/softmax arithmetic should not run in bf16.
+        return torch.cat(parts).float()
+
+    def score(
+        self,
+        questions: Sequence[str],
+        passages: Sequence[Sequence[str | Mapping[str, Any]]],
+        chunk_size: int | None = None,
+        fill_value: float = 0.0,
+    ) -> ScoreOutput:
+        """Score each question's passages (differentiable; used in training).
+
+        Equivalent to ``tokenize`` + ``forward`` + :func:`scatter_scores`. All valid pairs go
+        through the model in one batch (or ``chunk_size`` pairs at a time). Runs in the module's
+        current mode (``train()`` keeps dropout on).
+
+        Args:
+            questions: B strings.
+            passages: B lists of passages (dicts with ``text``/optional ``title``, or strings),
+                possibly ragged.
+            chunk_size: optional maximum number of pairs per model call.
+            fill_value: score placed at padding positions.
+
+        Returns:
+            :class:`ScoreOutput` ``(scores (B, n_max) float32, mask (B, n_max) bool)``.
+        """
+        tokenized = self.tokenize(questions, passages)
+        flat = self.forward(**tokenized.features, chunk_size=chunk_size)
+        mask = tokenized.mask.to(flat.device)
+        return ScoreOutput(scatter_scores(flat, mask, fill_value), mask)
+
+    @torch.no_grad()
+    def rank(
+        self,
+        question: str,
+        passages: Sequence[str | Mapping[str, Any]],
+        top_k: int | None = None,
+        batch_size: int = 32,
+    ) -> list[RankResult]:
+        """Rank passages for one question (inference: eval mode, no gradients).
+
+        Args:
+            question: the query.
+            passages: strings (passage text) or dicts with ``text`` and optional ``title``.
+            top_k: keep only the best ``top_k`` (None keeps all; larger than the list keeps all).
+            batch_size: passages per model call.
+
+        Returns:
+            :class:`RankResult` list sorted by score descending (ties: lower input index first).
+            The module's previous train/eval mode is restored afterwards.
+        """
+        if not isinstance(question, str):
+            raise TypeError(f"question must be a str, got {type(question).__name__}.")
+        if isinstance(passages, (str, Mapping)):
+            raise TypeError("passages must be a list of passages; wrap a single one in a list.")
+        if top_k is not None and (
+            isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
+        ):
+            raise ValueError(f"top_k must be a positive int or None, got {top_k!r}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
+        items = list(passages)
+        was_training = self.training
+        self.eval()
+        try:
+            scores: list[float] = []
+            for start in range(0, len(items), batch_size):
+                tokenized = self.tokenize([question], [items[start : start + batch_size]])
+                scores.extend(self.forward(**tokenized.features).tolist())
+        finally:
+            self.train(was_training)
+        order = sorted(range(len(items)), key=lambda i: (-scores[i], i))
+        if top_k is not None:
+            order = order[:top_k]
+        return [RankResult(index=i, score=scores[i], passage=items[i]) for i in order]
+
+    # ------------------------------------------------------------------ training helpers
+    def gradient_checkpointing_enable(
+        self, gradient_checkpointing_kwargs: dict | None = None
+    ) -> None:
+        """Turn on activation checkpointing in the wrapped model (recompute in backward).
+
+        Defaults to ``use_reentrant=False``: the reentrant variant silently drops parameter
+        gradients when no checkpoint input requires grad (e.g. frozen embeddings).
+        """
+        kwargs = (
+            {"use_reentrant": False}
+            if gradient_checkpointing_kwargs is None
+            else dict(gradient_checkpointing_kwargs)
+        )
+        # transformers 5.x renamed the method (the old name warns FutureWarning, gone in v6).
+        enable = getattr(self.hf_model, "activation_checkpointing_enable", None)
+        if enable is not None:
+            enable(activation_checkpointing_kwargs=kwargs)
+        else:  # transformers 4.x
+            self.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        disable = getattr(self.hf_model, "activation_checkpointing_disable", None)
+        if disable is not None:
+            disable()
+        else:
+            self.hf_model.gradient_checkpointing_disable()
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(
+        self, path: str | os.PathLike, state_dict: Mapping[str, Tensor] | None = None
+    ) -> Path:
+        """Write a plain Hugging Face directory, replacing ``path`` only once it is complete.
+
+        Contents: the model (``config.json``, ``model.safetensors``), the tokenizer (its
+        ``model_max_length`` set to ``config.max_length`` so sentence-transformers' CrossEncoder
+        truncates like we do) and ``gumbel_rerank.json`` (the config plus the package version).
+
+        Everything is written into a hidden sibling directory, flushed to disk, then renamed into
+        place. An existing directory at ``path`` is first renamed to a hidden ``.old`` sibling
+        and deleted only after the new one is in place, so a failure at any point leaves either
+        the old or the new complete directory at ``path`` (a crash exactly between the two
+        renames leaves the old one recoverable as ``.<name>.old-*``). Call on one process only.
+
+        Args:
+            path: target directory (created with its parents if needed).
+            state_dict: optional weights to write instead of the live parameters, e.g. a
+                consolidated ZeRO-3 state dict (whose partitioned live parameters are empty).
+                Keys may be the wrapped model's own or carry this module's ``hf_model.`` prefix.
+
+        Returns:
+            The path written.
+        """
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise NotADirectoryError(f"Cannot save a reranker to {path}: it exists and is a file.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir()  # respects the umask, unlike tempfile.mkdtemp (0700)
+        try:
+            self._write_directory(tmp, state_dict)
+            _fsync_tree(tmp)
+            _replace_directory(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    def _write_directory(self, directory: Path, state_dict: Mapping[str, Tensor] | None) -> None:
+        if state_dict is not None:
+            prefix = "hf_model."
+            if state_dict and all(k.startswith(prefix) for k in state_dict):
+                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+            state_dict = dict(state_dict)
+        self.hf_model.save_pretrained(directory, state_dict=state_dict)
+        _save_tokenizer(self.tokenizer, directory, self.config.max_length)
+        _write_settings(directory, self.config)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | os.PathLike,
+        config: RerankerConfig | None = None,
+        *,
+        model_kwargs: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Reranker:
+        """Load a reranker from a local directory (never the hub).
+
+        The kind is detected from ``config.json`` (encoder-decoder / T5 family -> ``"rankt5"``,
+        anything else -> ``"cross_encoder"``). Settings come from ``gumbel_rerank.json`` if the
+        directory has one, else the defaults; an explicit ``config`` replaces them, and keyword
+        ``overrides`` (RerankerConfig field names) are applied last.
+
+        A cross-encoder directory whose architecture is not ``*ForSequenceClassification`` (a bare
+        backbone such as a BERT MLM checkpoint) gets a fresh, randomly initialised one-logit head.
+
+        Args:
+            path: a directory with ``config.json``, weights and tokenizer files.
+            config: optional settings replacing the saved ones.
+            model_kwargs: extra arguments for the HF ``from_pretrained`` (e.g. ``dtype``,
+                ``attn_implementation``).
+            **overrides: RerankerConfig fields, e.g. ``max_length=128``.
+        """
+        from transformers import (
+            AutoConfig,
+            AutoModelForSeq2SeqLM,
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
+
+        path = Path(path)
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"Reranker directory {str(path)!r} does not exist. from_pretrained loads local "
+                "directories only; download hub models first (e.g. `hf download <repo> "
+                "--local-dir DIR`)."
+            )
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{str(path)!r} has no config.json, so it is not a Hugging Face model directory "
+                "(expected config.json, model weights and tokenizer files)."
+            )
+        settings = _read_settings(path)
+        if config is None:
+            config = RerankerConfig.from_dict(settings) if settings is not None else None
+        elif not isinstance(config, RerankerConfig):
+            raise TypeError(f"config must be a RerankerConfig, got {type(config).__name__}.")
+
+        hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
+        kind = _kind_of(hf_config)
+        if config is None:
+            config = RerankerConfig(kind=kind)
+        if overrides:
+            known = {f.name for f in dataclasses.fields(RerankerConfig)}
+            unknown = sorted(set(overrides) - known)
+            if unknown:
+                raise TypeError(
+                    f"Unknown reranker setting(s) {unknown}; valid ones are {sorted(known)} "
+                    "(model loading options go in model_kwargs=...)."
+                )
+            config = dataclasses.replace(config, **overrides)
+        if config.kind != kind:
+            raise ValueError(
+                f"Settings ask for kind={config.kind!r} but {str(path)!r} holds a "
+                f"{hf_config.model_type!r} model, which is scored as {kind!r}."
+            )
+
+        model_kwargs = dict(model_kwargs or {})
+        if kind == "rankt5":
+            model = AutoModelForSeq2SeqLM.from_pretrained(
+                path, config=hf_config, local_files_only=True, **model_kwargs
+            )
+        else:
+            architectures = getattr(hf_config, "architectures", None) or []
+            if not any(a.endswith("ForSequenceClassification") for a in architectures):
+                # A bare backbone's config says num_labels=2 only because that is the
+                # PretrainedConfig default; a reranker wants a single logit.
+                logger.warning(
+                    "%s holds %s, not a sequence classifier: adding a new one-logit head "
+                    "(randomly initialised; train before use).",
+                    path,
+                    architectures or "a backbone",
+                )
+                hf_config.num_labels = 1
+            elif hf_config.num_labels not in (1, 2):
+                raise ValueError(
+                    f"{str(path)!r} is a classifier with num_labels={hf_config.num_labels}; a "
+                    "reranker supports num_labels=1 (score = logit) or 2 (score = logit[1] - "
+                    "logit[0])."
+                )
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, config=hf_config, local_files_only=True, **model_kwargs
+            )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as err:
+            raise FileNotFoundError(
+                f"Could not load a tokenizer from {str(path)!r} ({err}); the directory needs the "
+                "tokenizer files (tokenizer.json / tokenizer_config.json)."
+            ) from err
+        return cls(model, tokenizer, config)
+
+
+def build_reranker_from_config(
+    hf_config: Any, tokenizer: Any, cfg: RerankerConfig | None = None
+) -> Reranker:
+    """A randomly initialised reranker from a Hugging Face config object (tests, demos).
+
+    Encoder-decoder configs (T5 family) give a RankT5 scorer via ``AutoModelForSeq2SeqLM``; others
+    a cross-encoder via ``AutoModelForSequenceClassification`` with ``num_labels`` forced to 1
+    (the PretrainedConfig default is 2). ``hf_config`` itself is not modified. Seed torch first
+    for reproducible weights.
+    """
+    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+
+    hf_config = copy.deepcopy(hf_config)
+    if _kind_of(hf_config) == "rankt5":
+        model = AutoModelForSeq2SeqLM.from_config(hf_config)
+    else:
+        hf_config.num_labels = 1
+        model = AutoModelForSequenceClassification.from_config(hf_config)
+    if cfg is None:
+        cfg = RerankerConfig(kind=_kind_of(hf_config))
+    return Reranker(model, tokenizer, cfg)
+
+
+# ---------------------------------------------------------------------- file helpers
+def _save_tokenizer(tokenizer: Any, directory: Path, max_length: int) -> None:
+    """Save the tokenizer with model_max_length = max_length, leaving the live object unchanged."""
+    previous = tokenizer.model_max_length
+    tokenizer.model_max_length = max_length
+    try:
+        tokenizer.save_pretrained(directory)
+    finally:
+        tokenizer.model_max_length = previous
+
+
+def _write_settings(directory: Path, config: RerankerConfig) -> None:
+    from gumbel_rerank import __version__
+
+    data = {
+        **config.to_dict(),
+        "format_version": SETTINGS_FORMAT_VERSION,
+        "gumbel_rerank_version": __version__,
+    }
+    (directory / SETTINGS_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def _read_settings(directory: Path) -> dict[str, Any] | None:
+    file = directory / SETTINGS_NAME
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{file} is not valid JSON ({err}); fix or delete it.") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"{file} must hold a JSON object of RerankerConfig fields.")
+    version = data.pop("format_version", SETTINGS_FORMAT_VERSION)
+    data.pop("gumbel_rerank_version", None)
+    if not isinstance(version, int) or version > SETTINGS_FORMAT_VERSION:
+        logger.warning(
+            "%s has format_version %s, newer than this package understands (%s); loading the "
+            "known fields.",
+            file,
+            version,
+            SETTINGS_FORMAT_VERSION,
+        )
+    return data
+
+
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file (and the directory entries) so the rename publishes durable content."""
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(Path(root))
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _replace_directory(src: Path, dst: Path) -> None:
+    """Move the complete directory ``src`` to ``dst``, replacing any existing ``dst``.
+
+    rename(2) cannot replace a non-empty directory, so an existing ``dst`` is first moved aside
+    and removed only after ``src`` is in place (and moved back if that fails).
+    """
+    if not dst.exists():
+        os.replace(src, dst)
+        _fsync_dir(dst.parent)
+        return
+    backup = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:12]}"
+    os.replace(dst, backup)
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(backup, dst)
+        raise
+    _fsync_dir(dst.parent)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+__all__ = [
+    "DEFAULT_RANKT5_TOKEN",
+    "SETTINGS_NAME",
+    "RankResult",
+    "Reranker",
+    "RerankerConfig",
+    "ScoreOutput",
+    "TokenizedPairs",
+    "build_reranker_from_config",
+    "format_passage",
+    "scatter_scores",
+]
