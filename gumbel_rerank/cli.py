@@ -13,6 +13,30 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from gumbel_rerank.config import TrainConfig, load_config
+    from gumbel_rerank.train_reranker import run_train
+
+    cfg = load_config(TrainConfig, args.config, overrides + (["--run.resume=true"] if args.resume else []))
+    run_train(cfg)
+    return 0
+
+
+def _train_reader(args: argparse.Namespace, overrides: list[str]) -> int:
+    from gumbel_rerank.config import ReaderTrainConfig, load_config
+    from gumbel_rerank.train_reader import run_train_reader
+
+    cfg = load_config(ReaderTrainConfig, args.config, overrides + (["--run.resume=true"] if args.resume else []))
+    run_train_reader(cfg)
+    return 0
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="YAML file with defaults (configs/*.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run.output_dir")
+    parser.epilog = "Any config key can be overridden: --optim.lr=1e-4 --run.output_dir=runs/x"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gumbel-rerank",
@@ -21,13 +45,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     env = sub.add_parser("env", help="print versions and CUDA/bf16 support (paste into bug reports)")
     env.set_defaults(func=_env)
+    train = sub.add_parser("train", help="train a reranker through a frozen reader (G-Rerank)")
+    _add_config_args(train)
+    train.set_defaults(func=_train, takes_overrides=True)
+    train_reader = sub.add_parser("train-reader", help="fine-tune a FiD reader on our data format")
+    _add_config_args(train_reader)
+    train_reader.set_defaults(func=_train_reader, takes_overrides=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gumbel_rerank.config import ConfigError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
-    return args.func(args)
+    args, rest = parser.parse_known_args(argv)
+    if not getattr(args, "takes_overrides", False):
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return args.func(args)
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        parser.error(f"overrides take the form --section.key=value, got: {' '.join(bad)}")
+    try:
+        return args.func(args, rest)
+    except ConfigError as err:
+        print(f"gumbel-rerank: config error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ __all__ = [
     "MODES",
     "MaskConfig",
     "derive_seed",
+    "example_gumbel_noise",
     "hard_topk",
     "mask_statistics",
     "noise_generator",
@@ -192,6 +193,27 @@ def _check_inputs(scores: Tensor, valid: Tensor | None) -> Tensor:
 
 
 @torch.no_grad()
+def example_gumbel_noise(
+    seed: int, step: int, positions: list[int], counts: list[int], k: int, n: int
+) -> Tensor:
+    """Gumbel noise keyed by example, not by batch layout.
+
+    Example b draws its (k, counts[b]) noise from ``noise_generator(seed, step, positions[b], 0)``
+    where ``positions[b]`` is its place in the step's global batch (a function of rank and
+    micro-batch). So a resumed or re-run step draws the same noise, and so does the same global
+    batch split differently over processes or accumulation steps (which is what makes two
+    processes train exactly like one). Noise does not depend on padding either.
+
+    Returns:
+        (k, B, n) float32 noise on the CPU, zeros at padding positions (they are masked anyway).
+    """
+    out = torch.zeros(k, len(positions), n)
+    for b, (position, count) in enumerate(zip(positions, counts, strict=True)):
+        gen = noise_generator(seed, step, position, 0)
+        out[:, b, :count] = sample_gumbel((k, count), generator=gen)
+    return out
+
+
 def hard_topk(scores: Tensor, valid: Tensor | None, k: int) -> tuple[Tensor, Tensor]:
     """Hard top-k selection by score, never choosing padding passages.
 
@@ -240,6 +262,7 @@ def relaxed_topk_log_mask(
     valid: Tensor | None,
     cfg: MaskConfig,
     generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """Log of the relaxed top-k mask, ``log M``, differentiable w.r.t. ``scores``.
 
@@ -251,6 +274,8 @@ def relaxed_topk_log_mask(
             global CPU RNG. Unused in ``"deterministic"`` mode. The noise has shape (k, B, n)
             and is drawn for every row, padding included, so a row's noise does not depend on
             which passages of the batch are padding.
+        noise: (k, B, n) Gumbel noise to use instead of drawing it (see
+            :func:`example_gumbel_noise`); ``generator`` is then ignored.
 
     Returns:
         (B, n) tensor in ``scores.dtype`` on ``scores.device`` (computed internally in at least
@@ -285,9 +310,13 @@ def relaxed_topk_log_mask(
         # k noise-free samples are identical and their max is any one of them: one sample.
         perturbed = logits.unsqueeze(0)  # (1, B, n)
     else:
-        noise = sample_gumbel(
-            (cfg.k, num_rows, n), generator=generator, device=scores.device, dtype=work_dtype
-        )  # (k, B, n)
+        if noise is None:
+            noise = sample_gumbel(
+                (cfg.k, num_rows, n), generator=generator, device=scores.device, dtype=work_dtype
+            )  # (k, B, n)
+        elif noise.shape != (cfg.k, num_rows, n):
+            raise ValueError(f"noise has shape {tuple(noise.shape)}, expected {(cfg.k, num_rows, n)}")
+        noise = noise.to(device=scores.device, dtype=work_dtype)
         perturbed = logits.unsqueeze(0) + noise  # (k, B, n)
     perturbed = perturbed.masked_fill(~softmax_valid.unsqueeze(0), float("-inf"))
     log_samples = torch.log_softmax(perturbed / cfg.tau, dim=-1)  # (k or 1, B, n)

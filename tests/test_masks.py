@@ -526,3 +526,22 @@ def test_mask_statistics_on_a_real_mask() -> None:
     assert stats["effective_k"] == pytest.approx(m[:3].sum(dim=1).mean().item())
     assert 1.0 - 1e-9 <= stats["effective_k_min"] <= stats["effective_k_max"] <= 3.0 + 1e-9
     assert 0.0 < stats["mask_entropy"] < math.log(7)
+
+
+def test_example_noise_does_not_depend_on_batch_layout_or_padding():
+    from gumbel_rerank.masks import example_gumbel_noise
+
+    together = example_gumbel_noise(7, 3, positions=[0, 1, 2], counts=[4, 2, 3], k=2, n=5)
+    split = [example_gumbel_noise(7, 3, positions=[p], counts=[c], k=2, n=c) for p, c in [(0, 4), (1, 2), (2, 3)]]
+    for b, alone in enumerate(split):
+        assert torch.equal(together[:, b, : alone.shape[2]], alone[:, 0])
+    assert torch.equal(together[:, 1, 2:], torch.zeros(2, 3))
+    assert not torch.equal(together, example_gumbel_noise(7, 4, [0, 1, 2], [4, 2, 3], 2, 5))
+    scores = torch.randn(3, 5)
+    valid = torch.arange(5)[None, :] < torch.tensor([[4], [2], [3]])
+    cfg = MaskConfig(k=2, tau=0.3)
+    a = relaxed_topk_log_mask(scores, valid, cfg, noise=together)
+    b = relaxed_topk_log_mask(scores, valid, cfg, noise=together.clone())
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="noise has shape"):
+        relaxed_topk_log_mask(scores, valid, cfg, noise=together[:, :2])

@@ -60,7 +60,11 @@ class FiDReaderConfig:
 
 
 class FiDReader:
-    """A frozen FiD T5 reader implementing :class:`gumbel_rerank.reader.base.Reader`."""
+    """A FiD T5 reader implementing :class:`gumbel_rerank.reader.base.Reader`.
+
+    Frozen by default (reranker training); ``trainable=True`` leaves the T5 trainable for
+    ``train-reader``, where the same formatting, encoding and loss code is used.
+    """
 
     def __init__(
         self,
@@ -69,8 +73,10 @@ class FiDReader:
         config: FiDReaderConfig | None = None,
         legacy_bias_weight: torch.Tensor | None = None,
         load_report: LoadReport | None = None,
+        trainable: bool = False,
     ) -> None:
         self.config = config or FiDReaderConfig()
+        self.trainable = trainable
         if self.config.legacy_bias and legacy_bias_weight is None:
             raise ValueError("reader.legacy_bias=true but the checkpoint has no legacy bias weight")
         # The differentiable pass needs the mask inside the softmax as written; SDPA on CUDA has
@@ -78,7 +84,9 @@ class FiDReader:
         # set_attn_implementation, not config._attn_implementation: T5's encoder and decoder
         # stacks hold deep copies of the config, which the attribute does not reach.
         model.set_attn_implementation("eager")
-        self.model = model.to(DTYPES[self.config.dtype]).eval().requires_grad_(False)
+        self.model = model.to(DTYPES[self.config.dtype])
+        if not trainable:  # the reader of reranker training: eval mode, no parameter gradients
+            self.model.eval().requires_grad_(False)
         self.tokenizer = tokenizer
         self.use_legacy_bias = legacy_bias_weight is not None and self.config.legacy_bias is not False
         self.legacy_bias_weight = legacy_bias_weight.to(self.dtype) if self.use_legacy_bias else None
@@ -93,6 +101,7 @@ class FiDReader:
         tokenizer: str | Path | None = None,
         base_config: str | None = None,
         config: FiDReaderConfig | None = None,
+        trainable: bool = False,
     ) -> FiDReader:
         """Load a FiD, plain HF T5, or config-less checkpoint directory, offline and strictly.
 
@@ -110,7 +119,10 @@ class FiDReader:
                 "readers ship none, pass the t5-base tokenizer folder with --reader-tokenizer"
             )
         tok = AutoTokenizer.from_pretrained(str(tok_dir))
-        return cls(model, tok, config, legacy_bias_weight=bias, load_report=report)
+        if trainable:
+            model.requires_grad_(True)
+        return cls(model, tok, config, legacy_bias_weight=bias, load_report=report, trainable=trainable)
+
 
     # -- bookkeeping ------------------------------------------------------------------------
     @property
@@ -146,30 +158,36 @@ class FiDReader:
         return tokenize_targets(self.tokenizer, answers, self.config.answer_maxlength)
 
     # -- encoder ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def encode(self, tokens: PassageTokens) -> EncodedPassages:
-        """Encode every real passage independently, under no_grad.
+    def encode(self, tokens: PassageTokens, with_grad: bool = False) -> EncodedPassages:
+        """Encode every real passage independently, under no_grad unless ``with_grad``.
 
-        Exact for the mask gradient: the mask only enters the decoder. Padding passages are not
-        run through the encoder at all; their states are zeros and fully masked.
+        no_grad is exact for the mask gradient: the mask only enters the decoder. ``with_grad``
+        is for training the reader itself. Padding passages are not run through the encoder at
+        all; their states are zeros and fully masked.
 
         Returns:
             EncodedPassages with hidden (B, N * L, D) and token_mask (B, N, L).
         """
-        tokens = tokens.to(self.device)
+        with torch.set_grad_enabled(with_grad):
+            return self._encode(tokens.to(self.device))
+
+    def _encode(self, tokens: PassageTokens) -> EncodedPassages:
         b, n, length = tokens.input_ids.shape
         d = self.model.config.d_model
         flat_ids = tokens.input_ids.view(b * n, length)
         flat_mask = tokens.attention_mask.view(b * n, length)
         real = tokens.passage_valid.view(b * n).nonzero().squeeze(-1)  # (P,) real passages
-        hidden = torch.zeros(b * n, length, d, dtype=self.dtype, device=self.device)
         chunk = self.config.encode_chunk_size or max(len(real), 1)
-        for start in range(0, len(real), chunk):
-            rows = real[start : start + chunk]
-            out = self.model.encoder(
+        parts = [
+            self.model.encoder(
                 input_ids=flat_ids[rows], attention_mask=flat_mask[rows].long()
             ).last_hidden_state
-            hidden[rows] = out
+            for rows in real.split(chunk)
+        ]
+        hidden = torch.zeros(b * n, length, d, dtype=self.dtype, device=self.device)
+        if parts:
+            # index_copy (not in-place slice assignment) keeps the graph when training the reader
+            hidden = hidden.index_copy(0, real, torch.cat(parts))
         token_mask = tokens.attention_mask & tokens.passage_valid[:, :, None]
         # (B*N, L, D) -> (B, N*L, D): passages concatenated per question, as FiD's decoder sees
         return EncodedPassages(hidden.view(b, n * length, d), token_mask)

@@ -1,0 +1,91 @@
+"""Run checkpoints: written atomically, the last K kept, the latest found for ``--resume``.
+
+Layout of ``<output_dir>/checkpoints``::
+
+    step-0000200/
+        model/               the trained module as a plain HF directory (users load this)
+        state/               engine state: weights, optimizer, scheduler (ZeRO partitions)
+        rng-rank{r}.pt       each rank's torch / python RNG state
+        trainer_state.json   step, consumed examples, config fingerprint
+    latest                   name of the newest complete checkpoint
+
+A checkpoint is assembled under ``.tmp-step-...`` and renamed into place only when every rank
+has written its part, then ``latest`` is replaced; a crash at any point leaves the previous
+checkpoint and ``latest`` intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import torch
+
+LATEST = "latest"
+STATE_FILE = "trainer_state.json"
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:07d}"
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root`` (the ``checkpoints`` folder), or None."""
+    pointer = root / LATEST
+    if not pointer.is_file():
+        return None
+    path = root / pointer.read_text().strip()
+    if not (path / STATE_FILE).is_file():
+        raise FileNotFoundError(f"{pointer} names {path.name}, which is incomplete or missing")
+    return path
+
+
+def rng_state() -> dict:
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_rng(directory: Path, rank: int) -> None:
+    torch.save(rng_state(), directory / f"rng-rank{rank}.pt")
+
+
+def load_rng(directory: Path, rank: int) -> None:
+    path = directory / f"rng-rank{rank}.pt"
+    if path.is_file():  # resuming on a different number of ranks: fresh RNG for the new ones
+        # python's random state is a tuple of ints, which weights_only loading accepts
+        restore_rng(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:
+    """Rename a fully written ``tmp`` checkpoint into place, point ``latest`` at it, prune."""
+    final = root / checkpoint_name(step)
+    if final.exists():  # a re-run of the same step replaces the old copy only now
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    write_text_atomic(root / LATEST, final.name)
+    complete = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
+    for old in complete[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def read_trainer_state(path: Path) -> dict:
+    return json.loads((path / STATE_FILE).read_text())

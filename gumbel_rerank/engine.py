@@ -1,0 +1,181 @@
+"""Optimisation engines: DeepSpeed (ZeRO 0-3, bf16, multi-process) or plain torch (one process).
+
+Both expose the same few calls so the training loop reads the same for either:
+``backward(loss)`` and ``step()`` once per micro-batch (the optimizer steps at the accumulation
+boundary), ``save_state(dir)`` / ``load_state(dir)`` for exact resume, and
+``export(save_fn, dir)`` for the user-facing model directory (ZeRO-3 parameters gathered first).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from gumbel_rerank.config import ConfigError, OptimConfig
+
+
+def lr_lambda(cfg: OptimConfig) -> Callable[[int], float]:
+    """Linear warmup to the peak, then linear/cosine decay to 0 at ``max_steps`` (or constant)."""
+
+    def factor(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        if cfg.scheduler == "constant":
+            return 1.0
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        progress = min(max(progress, 0.0), 1.0)
+        if cfg.scheduler == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return 1.0 - progress
+
+    return factor
+
+
+def build_optimizer(module: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases and norms (the usual transformer recipe)."""
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if param.ndim < 2 or "norm" in name.lower() else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+
+
+class TorchEngine:
+    """One process, plain torch: AdamW, schedule, accumulation, clipping."""
+
+    def __init__(self, module: torch.nn.Module, cfg: OptimConfig):
+        self.module = module
+        self.cfg = cfg
+        self.optimizer = build_optimizer(module, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(cfg))
+        self.micro_steps = 0
+        self.last_grad_norm = 0.0
+
+    def backward(self, loss: torch.Tensor) -> None:
+        # mean over the accumulated micro-batches, as DeepSpeed scales it
+        (loss / self.cfg.grad_accum).backward()
+
+    def step(self) -> bool:
+        """Count a micro-batch; at the accumulation boundary clip, step and return True."""
+        self.micro_steps += 1
+        if self.micro_steps % self.cfg.grad_accum:
+            return False
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip or float("inf"))
+        self.last_grad_norm = float(norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return True
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save_state(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "module": self.module.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "micro_steps": self.micro_steps,
+            },
+            directory / "engine.pt",
+        )
+
+    def load_state(self, directory: Path) -> None:
+        state = torch.load(directory / "engine.pt", map_location="cpu", weights_only=True)
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.micro_steps = state["micro_steps"]
+
+    def export(self, save_fn: Callable[[torch.nn.Module, Path], None], directory: Path, is_main: bool) -> None:
+        if is_main:
+            save_fn(self.module, directory)
+
+
+class DeepSpeedEngine:
+    """DeepSpeed with the config file's ZeRO stage and precision; our AdamW and schedule.
+
+    The JSON file decides ZeRO stage, bf16, offload and communication; batch sizes and
+    clipping come from ``optim`` so one source of truth sets them.
+    """
+
+    def __init__(self, module: torch.nn.Module, cfg: OptimConfig, config_path: str, world_size: int):
+        import deepspeed
+
+        path = Path(config_path)
+        try:
+            ds_config = json.loads(path.read_text())
+        except FileNotFoundError as err:
+            raise ConfigError(f"run.deepspeed: {path} not found") from err
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"run.deepspeed: {path} is not valid JSON ({err})") from err
+        for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+            if key in ds_config and ds_config[key] != "auto":
+                raise ConfigError(
+                    f"{path}: {key} is set from optim.micro_batch_size/grad_accum; use \"auto\" or remove it"
+                )
+        if "optimizer" in ds_config or "scheduler" in ds_config:
+            raise ConfigError(f"{path}: optimizer and scheduler come from the optim section; remove them")
+        ds_config.update(
+            train_micro_batch_size_per_gpu=cfg.micro_batch_size,
+            gradient_accumulation_steps=cfg.grad_accum,
+            train_batch_size=cfg.micro_batch_size * cfg.grad_accum * world_size,
+            gradient_clipping=cfg.grad_clip,
+            # a torch AdamW passed in: no second op build, and it is the same optimizer as TorchEngine
+            zero_allow_untested_optimizer=True,
+        )
+        ds_config.setdefault("steps_per_print", 10**9)  # we log ourselves
+        optimizer = build_optimizer(module, cfg)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=module, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+        )
+        self.module = self.engine.module
+        self.cfg = cfg
+        self.zero_stage = self.engine.zero_optimization_stage()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+
+    def step(self) -> bool:
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        self.engine.step()
+        return boundary
+
+    @property
+    def last_grad_norm(self) -> float:
+        norm = self.engine.get_global_grad_norm()
+        return float(norm) if norm is not None else 0.0
+
+    def lr(self) -> float:
+        return self.scheduler.get_last_lr()[0]
+
+    def save_state(self, directory: Path) -> None:
+        # collective: every rank writes its ZeRO partition
+        self.engine.save_checkpoint(str(directory), tag="state")
+
+    def load_state(self, directory: Path) -> None:
+        path, _ = self.engine.load_checkpoint(str(directory), tag="state")
+        if path is None:
+            raise RuntimeError(f"{directory}: DeepSpeed found no checkpoint to resume from")
+
+    def export(self, save_fn: Callable[[torch.nn.Module, Path], None], directory: Path, is_main: bool) -> None:
+        import deepspeed
+
+        # ZeRO-3 keeps each parameter partitioned; gather (collective) before the main rank saves.
+        params = list(self.module.parameters())
+        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
+            if is_main:
+                save_fn(self.module, directory)

@@ -1,0 +1,77 @@
+"""Metric logging: a JSONL file always, Weights & Biases when enabled (offline without network)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from gumbel_rerank.checkpointing import write_text_atomic
+from gumbel_rerank.config import RunConfig, to_dict
+
+
+class MetricsLog:
+    """Appends ``{"step": s, ...}`` lines to ``metrics.jsonl`` (main rank only).
+
+    On resume from step s, lines logged after s by the interrupted run are dropped first, so the
+    log never holds two different values for one step.
+    """
+
+    def __init__(self, path: Path, enabled: bool, truncate_after: int = 0):
+        self.path = path
+        self.enabled = enabled
+        if enabled and path.is_file():
+            kept = []
+            for line in path.read_text().splitlines():
+                try:
+                    if json.loads(line)["step"] <= truncate_after:
+                        kept.append(line)
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut by a crash mid-write
+            write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+
+    def write(self, step: int, values: dict[str, float], wandb_run: Any = None) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": step, **values}) + "\n")
+        if wandb_run is not None:
+            wandb_run.log(values, step=step)
+
+
+def network_reachable(host: str = "api.wandb.ai", port: int = 443, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wandb_mode(requested: str) -> str:
+    """"auto" -> "online" when wandb's API answers, else "offline" (clusters without internet)."""
+    if requested != "auto":
+        return requested
+    return "online" if network_reachable() else "offline"
+
+
+def open_wandb(run: RunConfig, out: Path, config: Any):
+    """A wandb run in ``out`` (id kept in ``out/wandb_id`` so resumes continue it), or None."""
+    mode = wandb_mode(run.wandb)
+    if mode == "disabled":
+        return None
+    import wandb
+
+    id_file = out / "wandb_id"
+    run_id = id_file.read_text().strip() if id_file.is_file() else wandb.util.generate_id()
+    id_file.write_text(run_id)
+    os.environ.setdefault("WANDB_SILENT", "true")
+    return wandb.init(
+        project=run.wandb_project,
+        dir=str(out),
+        id=run_id,
+        resume="allow",
+        mode=mode,
+        config=to_dict(config) if config is not None else None,
+    )

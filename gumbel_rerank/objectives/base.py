@@ -1,0 +1,55 @@
+"""What every objective receives and returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class Batch:
+    """One micro-batch of questions with their candidate passages.
+
+    Attributes:
+        ids: B question ids.
+        questions: B question strings.
+        passages: B lists of passage dicts ("title", "text"), at most n each.
+        targets: B training targets (the answer the reader is scored on).
+        answers: B lists of acceptable answers (evaluation).
+        gold: (B, n) bool gold flags (evaluation only; no reader-supervised objective reads them).
+        positions: B places of the examples in the step's global batch (noise keys).
+    """
+
+    ids: list[str]
+    questions: list[str]
+    passages: list[list[dict]]
+    targets: list[str]
+    answers: list[list[str]]
+    gold: torch.Tensor
+    positions: list[int]
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+
+@dataclass
+class StepContext:
+    """Where in training a loss is computed: noise and logging depend on it."""
+
+    step: int
+    seed: int
+    log: bool = False
+
+
+class Objective(Protocol):
+    """A loss over a micro-batch for the module being trained."""
+
+    name: str
+
+    def loss(
+        self, module: torch.nn.Module, batch: Batch, ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Scalar loss (mean over the micro-batch) and metrics to log."""
+        ...

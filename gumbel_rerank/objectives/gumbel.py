@@ -1,0 +1,82 @@
+"""G-Rerank: train the reranker through the frozen reader's answer loss under a relaxed top-k mask.
+
+    w = R(q, d_1..n)                               reranker scores (B, n)
+    log M = log max_j softmax((kappa w + G_j)/tau)  relaxed top-k (gumbel_rerank.masks)
+    loss = mean_b NLL(answer_b | q_b, passages_b; log M_b)   reader.lm_loss, reader frozen
+
+No relevance labels: the gradient reaches w only through the reader's cross-attention.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gumbel_rerank.masks import (
+    MaskConfig,
+    example_gumbel_noise,
+    hard_topk,
+    mask_statistics,
+    relaxed_topk_log_mask,
+)
+from gumbel_rerank.objectives.base import Batch, StepContext
+from gumbel_rerank.reader.base import Reader
+from gumbel_rerank.rerankers import Reranker
+
+
+class GumbelRerankLoss:
+    """The G-Rerank objective (Huang et al., ACL 2025).
+
+    Args:
+        reader: a frozen reader (its weights never receive gradients).
+        mask: relaxed top-k settings (k, kappa, tau, mode).
+        score_chunk_size: reranker pairs per forward call (memory bound).
+
+    ``loss(reranker, batch, ctx)`` returns the mean answer NLL under the soft mask and, when
+    ``ctx.log``: ``loss_soft``, ``loss_hard`` (reader loss with only the reranker's hard top-k,
+    the inference condition), ``mask_entropy``, ``effective_k`` (sum of M) and ``score_spread``
+    (mean per-question standard deviation of the scores; near 0 = collapsed scores).
+    """
+
+    name = "gumbel"
+
+    def __init__(self, reader: Reader, mask: MaskConfig, score_chunk_size: int | None = None):
+        self.reader = reader
+        self.mask = mask
+        self.score_chunk_size = score_chunk_size
+
+    def loss(
+        self, module: Reranker, batch: Batch, ctx: StepContext
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        scores, valid = module.score(batch.questions, batch.passages, chunk_size=self.score_chunk_size)
+        n = scores.shape[1]
+        counts = valid.sum(dim=1).tolist()
+        noise = None
+        if self.mask.mode != "deterministic":
+            noise = example_gumbel_noise(ctx.seed, ctx.step, batch.positions, counts, self.mask.k, n)
+        log_mask = relaxed_topk_log_mask(scores, valid, self.mask, noise=noise)  # (B, n)
+
+        tokens = self.reader.tokenize_passages(batch.questions, batch.passages, n_passages=n)
+        states = self.reader.encode(tokens)
+        labels = self.reader.tokenize_targets(batch.targets)
+        per_example = self.reader.lm_loss(states, labels, log_mask.to(self.reader.device))
+        loss = per_example.mean()
+        metrics: dict[str, float] = {}
+        if ctx.log:
+            metrics = self._diagnostics(scores.detach(), valid, log_mask.detach(), states, labels)
+            metrics["loss_soft"] = float(loss.detach())
+        return loss, metrics
+
+    @torch.no_grad()
+    def _diagnostics(self, scores, valid, log_mask, states, labels) -> dict[str, float]:
+        _, hard = hard_topk(scores, valid, self.mask.k)  # (B, n) 0/1
+        hard_log = torch.where(hard > 0, 0.0, self.mask.log_floor).to(self.reader.device)
+        loss_hard = self.reader.lm_loss(states, labels, hard_log).mean()
+        stats = mask_statistics(log_mask, valid)
+        masked = torch.where(valid, scores, torch.nan)
+        spread = torch.nanmean((masked - torch.nanmean(masked, 1, keepdim=True)).pow(2), 1).sqrt()
+        return {
+            "loss_hard": float(loss_hard),
+            "mask_entropy": stats["mask_entropy"],
+            "effective_k": stats["effective_k"],
+            "score_spread": float(torch.nanmean(spread)),
+        }

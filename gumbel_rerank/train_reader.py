@@ -1,0 +1,59 @@
+"""`gumbel-rerank train-reader`: fine-tune a FiD reader on our data format.
+
+FiD's own training code no longer runs on current transformers; this uses the same formatting,
+encoding and loss code as the frozen reader of reranker training, and the same loop, engine,
+checkpoints and logging as `train`. The result (``<output_dir>/model``) is a plain HF T5
+directory with its tokenizer, which ``FiDReader.from_pretrained`` loads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gumbel_rerank.config import ConfigError, ReaderTrainConfig
+from gumbel_rerank.data import load_questions
+from gumbel_rerank.evaluation import ReaderEvaluator
+from gumbel_rerank.objectives.reader_nll import ReaderNLLLoss
+from gumbel_rerank.reader.fid import FiDReader
+from gumbel_rerank.train_reranker import make_collate
+from gumbel_rerank.training import Trainer, resolve_device
+
+
+def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
+    """Fine-tune ``cfg.reader`` on ``cfg.data``; returns the last logged metrics."""
+    if not cfg.reader.path:
+        raise ConfigError("reader.path: the reader to start from (HF T5 or FiD checkpoint directory)")
+    if not cfg.data.train:
+        raise ConfigError("data.train: a training question file is required")
+    device = resolve_device(cfg.run.device)
+    reader = FiDReader.from_pretrained(
+        cfg.reader.path,
+        tokenizer=cfg.reader.tokenizer,
+        base_config=cfg.reader.base_config,
+        config=cfg.reader.settings,
+        trainable=True,
+    ).to(device)
+    train = load_questions(cfg.data.train, skip_invalid=cfg.data.skip_invalid, max_passages=cfg.data.n_passages)
+    evaluate = None
+    if cfg.data.dev:
+        dev = load_questions(cfg.data.dev, skip_invalid=cfg.data.skip_invalid, max_passages=cfg.data.n_passages)
+        subset = [dev[i] for i in range(min(cfg.data.dev_subset, len(dev)))]
+        evaluate = ReaderEvaluator(reader, subset, n_passages=cfg.data.n_passages, max_new_tokens=cfg.eval_answer_maxlength)
+
+    def save(module, directory: Path) -> None:
+        module.save_pretrained(str(directory))
+        reader.tokenizer.save_pretrained(str(directory))
+
+    trainer = Trainer(
+        module=reader.model,
+        objective=ReaderNLLLoss(reader),
+        collate=make_collate(train, cfg.data.n_passages),
+        n_examples=len(train),
+        optim=cfg.optim,
+        run=cfg.run,
+        save_module=save,
+        evaluate=evaluate,
+        config=cfg,
+        device=device,
+    )
+    return trainer.fit()

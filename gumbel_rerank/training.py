@@ -1,0 +1,282 @@
+"""The training loop shared by `train` (rerankers) and `train-reader` (FiD readers).
+
+One loop, linear and readable: for each optimizer step, each rank takes its micro-batches of
+the global batch, computes the objective's loss, backpropagates through the engine, steps, then
+logs, evaluates and checkpoints on schedule. The same code runs as one plain torch process on a
+CPU or as N DeepSpeed processes (ZeRO 0-3, bf16) on GPUs or CPUs.
+
+Reproducibility: the data order is a seeded permutation per epoch of a virtual stream, the
+examples of step s are its slice [s*G, (s+1)*G) for global batch G, and Gumbel noise is keyed by
+(seed, step, position in the global batch). So a resumed run continues exactly, and one process
+with gradient accumulation matches several processes on the same global batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from gumbel_rerank import checkpointing as ckpt
+from gumbel_rerank import distributed
+from gumbel_rerank.config import OptimConfig, RunConfig, save_config
+from gumbel_rerank.engine import DeepSpeedEngine, TorchEngine
+from gumbel_rerank.envinfo import environment_report
+from gumbel_rerank.metrics_log import MetricsLog, open_wandb
+from gumbel_rerank.objectives.base import Batch, Objective, StepContext
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class GlobalBatchSampler:
+    """Which examples each rank's micro-batches hold at every step.
+
+    The stream is epoch after epoch of seeded permutations of ``range(n_examples)``. Step s
+    covers stream positions [s*G, (s+1)*G), G = micro * world * accum. Micro-batch m of rank r
+    holds slot ``m * world + r`` of the step: a layout-independent split, so 1 process x 2
+    accumulation steps and 2 processes x 1 see the same examples in the same slots.
+    """
+
+    n_examples: int
+    seed: int
+    micro_batch: int
+    world_size: int
+    grad_accum: int
+
+    @property
+    def global_batch(self) -> int:
+        return self.micro_batch * self.world_size * self.grad_accum
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n_examples, generator=gen).tolist()
+
+    def micro_batch_items(self, step: int, rank: int, micro: int) -> list[tuple[int, int]]:
+        """[(example index, position in the step's global batch)] for one micro-batch."""
+        slot = micro * self.world_size + rank
+        first = step * self.global_batch + slot * self.micro_batch
+        items = []
+        order_cache: dict[int, list[int]] = {}
+        for offset in range(self.micro_batch):
+            stream = first + offset
+            epoch, index = divmod(stream, self.n_examples)
+            order = order_cache.setdefault(epoch, self._epoch_order(epoch))
+            items.append((order[index], slot * self.micro_batch + offset))
+        return items
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+class Trainer:
+    """Runs an objective over a dataset with an engine; checkpoints, resumes, logs, evaluates.
+
+    Args:
+        module: what is trained (a Reranker, or a reader's T5 for train-reader).
+        objective: ``loss(module, batch, ctx) -> (loss, metrics)``.
+        collate: ``[(example index, position)] -> Batch``.
+        n_examples: training set size.
+        optim / run: optimisation and run settings.
+        save_module: writes the module as a user-facing directory (HF format).
+        evaluate: ``(module, step) -> metrics`` on the dev subset, or None.
+        config: the resolved configuration, written to the run folder.
+        extra_run_files: name -> JSON-able content written into the run folder (e.g. the
+            reader's load report).
+    """
+
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        objective: Objective,
+        collate: Callable[[list[tuple[int, int]]], Batch],
+        n_examples: int,
+        optim: OptimConfig,
+        run: RunConfig,
+        save_module: Callable[[torch.nn.Module, Path], None],
+        evaluate: Callable[[torch.nn.Module, int], dict[str, float]] | None = None,
+        config: Any = None,
+        extra_run_files: dict[str, Any] | None = None,
+        device: torch.device | None = None,
+    ):
+        self.module = module
+        self.objective = objective
+        self.collate = collate
+        self.n_examples = n_examples
+        self.optim = optim
+        self.run = run
+        self.save_module = save_module
+        self.evaluate = evaluate
+        self.config = config
+        self.extra_run_files = extra_run_files or {}
+        self.device = device or resolve_device(run.device)
+        self.out = Path(run.output_dir)
+        self.ckpt_root = self.out / "checkpoints"
+        self._preempted = False
+
+    # -- set-up -----------------------------------------------------------------------------
+    def _install_signal_handler(self) -> None:
+        # SLURM sends SIGUSR1 ahead of the time limit (run.slurm: --signal); save and stop.
+        def handler(signum, frame):
+            self._preempted = True
+
+        # not the main thread, or no SIGUSR1 (Windows): run without pre-emption handling
+        with contextlib.suppress(ValueError, AttributeError):
+            signal.signal(signal.SIGUSR1, handler)
+
+    def _write_run_folder(self, info: distributed.DistInfo) -> None:
+        if not info.is_main:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        if self.config is not None:
+            save_config(self.config, self.out / "config.yaml")
+        versions = environment_report()
+        versions["git commit"] = git_commit()
+        versions["world size"] = str(info.world_size)
+        (self.out / "versions.json").write_text(json.dumps(versions, indent=2))
+        for name, content in self.extra_run_files.items():
+            (self.out / name).write_text(json.dumps(content, indent=2))
+
+    def _build_engine(self, info: distributed.DistInfo):
+        if self.run.deepspeed:
+            return DeepSpeedEngine(self.module, self.optim, self.run.deepspeed, info.world_size)
+        if info.world_size > 1:
+            raise ValueError("several processes need a DeepSpeed config (run.deepspeed=configs/deepspeed/zero2.json)")
+        return TorchEngine(self.module, self.optim)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _save_checkpoint(self, engine, info: distributed.DistInfo, step: int) -> None:
+        tmp = self.ckpt_root / f".tmp-{ckpt.checkpoint_name(step)}"
+        if info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        distributed.barrier()
+        engine.save_state(tmp / "state")
+        engine.export(self.save_module, tmp / "model", info.is_main)
+        ckpt.save_rng(tmp, info.rank)
+        distributed.barrier()
+        if info.is_main:
+            state = {
+                "step": step,
+                "examples_seen": step * self.optim.micro_batch_size * info.world_size * self.optim.grad_accum,
+                "world_size": info.world_size,
+                "seed": self.run.seed,
+            }
+            (tmp / ckpt.STATE_FILE).write_text(json.dumps(state, indent=2))
+            ckpt.finalize(tmp, self.ckpt_root, step, self.run.keep_last)
+        distributed.barrier()
+
+    def _resume(self, engine, info: distributed.DistInfo) -> int:
+        latest = ckpt.latest_checkpoint(self.ckpt_root)
+        if latest is None:
+            return 0
+        if not self.run.resume:
+            raise FileExistsError(
+                f"{self.out} already holds checkpoints (latest {latest.name}); pass --resume to "
+                "continue that run, or set run.output_dir to a new folder"
+            )
+        state = ckpt.read_trainer_state(latest)
+        engine.load_state(latest / "state")
+        ckpt.load_rng(latest, info.rank)
+        if info.is_main:
+            print(f"resumed from {latest} (step {state['step']})", flush=True)
+        return int(state["step"])
+
+    # -- the loop ---------------------------------------------------------------------------
+    def fit(self) -> dict[str, float]:
+        """Train to ``optim.max_steps`` (or until pre-empted); returns the last logged metrics."""
+        info = distributed.setup(self.device, need_group=bool(self.run.deepspeed))
+        random.seed(self.run.seed)
+        torch.manual_seed(self.run.seed)
+        self._install_signal_handler()
+        self.module.to(self.device)
+        engine = self._build_engine(info)
+        start = self._resume(engine, info)
+        self._write_run_folder(info)
+        log = MetricsLog(self.out / "metrics.jsonl", enabled=info.is_main, truncate_after=start)
+        wandb_run = open_wandb(self.run, self.out, self.config) if info.is_main else None
+        sampler = GlobalBatchSampler(
+            self.n_examples, self.run.seed, self.optim.micro_batch_size, info.world_size, self.optim.grad_accum
+        )
+        progress = tqdm(
+            total=self.optim.max_steps, initial=start, disable=not info.is_main, desc="train", dynamic_ncols=True
+        )
+        last: dict[str, float] = {}
+        tic = time.perf_counter()
+        for step in range(start, self.optim.max_steps):
+            engine.module.train()
+            want_log = step == start or (step + 1) % self.run.log_every == 0
+            ctx = StepContext(step=step, seed=self.run.seed, log=want_log)
+            losses, step_metrics = [], []
+            for micro in range(self.optim.grad_accum):
+                batch = self.collate(sampler.micro_batch_items(step, info.rank, micro))
+                loss, metrics = self.objective.loss(engine.module, batch, ctx)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"step {step}: loss is {loss.item()} (batch ids {batch.ids[:4]})")
+                engine.backward(loss)
+                engine.step()
+                losses.append(float(loss.detach()))
+                step_metrics.append(metrics)
+            done = step + 1
+            progress.update(1)
+            if want_log:
+                record = {"loss": sum(losses) / len(losses), "lr": engine.lr(), "grad_norm": engine.last_grad_norm}
+                for key in step_metrics[0]:
+                    record[key] = sum(m[key] for m in step_metrics) / len(step_metrics)
+                record = distributed.mean_over_ranks(record, self.device)
+                record["sec_per_step"] = (time.perf_counter() - tic) / max(1, done - start)
+                last = record
+                log.write(done, record, wandb_run)
+                progress.set_postfix(loss=f"{record['loss']:.4f}")
+            if self.evaluate is not None and self.run.eval_every and done % self.run.eval_every == 0:
+                engine.module.eval()
+                with torch.no_grad():
+                    result = self.evaluate(engine.module, done)
+                log.write(done, {f"dev/{k}": v for k, v in result.items()}, wandb_run)
+            preempted = distributed.any_rank(self._preempted, self.device)
+            if done % self.run.save_every == 0 or done == self.optim.max_steps or preempted:
+                self._save_checkpoint(engine, info, done)
+            if preempted:
+                if info.is_main:
+                    print(f"pre-empted: saved step {done}; the same command resumes", flush=True)
+                break
+        progress.close()
+        if info.is_main and not self._preempted:
+            latest = ckpt.latest_checkpoint(self.ckpt_root)
+            if latest is not None:  # the user-facing result: <output_dir>/model
+                final = self.out / "model"
+                tmp = self.out / ".model.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(latest / "model", tmp)
+                shutil.rmtree(final, ignore_errors=True)
+                tmp.rename(final)
+        if wandb_run is not None:
+            wandb_run.finish()
+        distributed.barrier()
+        return last

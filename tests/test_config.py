@@ -1,0 +1,63 @@
+"""Typed configs: YAML defaults, --key=value overrides, errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from gumbel_rerank.config import ConfigError, TrainConfig, load_config, parse_overrides, save_config
+
+
+def test_yaml_then_overrides_win(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 0.001\n  max_steps: 50\nobjective:\n  mask:\n    k: 3\n")
+    cfg = load_config(TrainConfig, path, ["--optim.lr=3e-4", "--objective.mask.tau=0.25", "--run.wandb=offline"])
+    assert cfg.optim.lr == 3e-4 and cfg.optim.max_steps == 50
+    assert cfg.objective.mask.k == 3 and cfg.objective.mask.tau == 0.25
+    assert cfg.run.wandb == "offline"
+    assert cfg.reranker.settings is None  # keeps what the reranker directory says
+
+
+def test_round_trip_through_yaml(tmp_path):
+    cfg = load_config(TrainConfig, None, ["--optim.betas=[0.8, 0.95]", "--reader.settings.dtype=bfloat16"])
+    save_config(cfg, tmp_path / "resolved.yaml")
+    again = load_config(TrainConfig, tmp_path / "resolved.yaml")
+    assert again == cfg and again.optim.betas == (0.8, 0.95)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["--optim.lrr=1"], r"optim: unknown key\(s\) \['lrr'\]"),
+        (["--optim.max_steps=ten"], r"optim.max_steps: expected int, got str"),
+        (["--optim.max_steps=true"], r"optim.max_steps: expected int, got a boolean"),
+        (["--objective.mask.tau=-1"], r"tau"),
+        (["--run.wandb=sometimes"], r"run.wandb: 'sometimes'"),
+        (["--optim.scheduler=step"], r"optim.scheduler"),
+        (["--reader.settings.dtype=fp8"], r"reader.dtype"),
+        (["optim.lr"], r"expected --section.key=value"),
+    ],
+)
+def test_bad_values_name_the_key(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, overrides)
+
+
+def test_yaml_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(TrainConfig, tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: [1, 2\n")
+    with pytest.raises(ConfigError, match=f"{bad}: invalid YAML"):
+        load_config(TrainConfig, bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- a\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(TrainConfig, listy)
+
+
+def test_parse_overrides_nests_and_types():
+    assert parse_overrides(["--a.b.c=1", "--a.d=x", "--e=[1, 2]", "--f="]) == {
+        "a": {"b": {"c": 1}, "d": "x"},
+        "e": [1, 2],
+        "f": "",
+    }

@@ -1,0 +1,81 @@
+"""A complete tiny training set-up on disk: look-up data, tokenizers, a random reader and reranker."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tiny_t5 import tiny_t5_config
+from transformers import BertConfig, T5ForConditionalGeneration
+
+from gumbel_rerank.rerankers import RerankerConfig, build_reranker_from_config
+from gumbel_rerank.synthetic import LookupSpec, lookup_questions, vocabulary_text
+from gumbel_rerank.wordlevel import train_bert_tokenizer, train_t5_tokenizer
+
+
+@dataclass
+class TinyWorld:
+    root: Path
+    train: Path
+    dev: Path
+    reader: Path
+    reranker: Path
+
+    def overrides(self, output_dir: Path, **extra) -> list[str]:
+        """Overrides for a short G-Rerank run in this world."""
+        base = {
+            "data.train": self.train,
+            "data.dev": self.dev,
+            "data.dev_subset": 20,
+            "reader.path": self.reader,
+            "reader.settings.text_maxlength": 24,
+            "reranker.path": self.reranker,
+            "objective.mask.k": 2,
+            "optim.lr": 1e-3,
+            "optim.max_steps": 6,
+            "optim.micro_batch_size": 4,
+            "run.output_dir": output_dir,
+            "run.eval_every": 0,
+            "run.save_every": 3,
+            "run.log_every": 1,
+        }
+        base.update(extra)
+        return [f"--{k}={v}" for k, v in base.items()]
+
+
+def write_jsonl(records: list[dict], path: Path) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
+
+
+def build_world(root: Path, n_train: int = 64, n_dev: int = 20, seed: int = 0) -> TinyWorld:
+    root.mkdir(parents=True, exist_ok=True)
+    train = lookup_questions(LookupSpec(n_questions=n_train, n_passages=5, seed=seed + 1))
+    dev = lookup_questions(LookupSpec(n_questions=n_dev, n_passages=5, seed=seed + 2))
+    texts = vocabulary_text(train + dev)
+    reader_tok = train_t5_tokenizer(texts, root / "reader")
+    torch.manual_seed(seed)
+    T5ForConditionalGeneration(tiny_t5_config(len(reader_tok))).save_pretrained(root / "reader")
+    bert_tok = train_bert_tokenizer(texts, root / "bert_tok")
+    bert = BertConfig(
+        vocab_size=len(bert_tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=1,
+        # no dropout: runs on different process layouts must compute the same thing
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    build_reranker_from_config(bert, bert_tok, RerankerConfig(max_length=48)).save_pretrained(root / "reranker")
+    return TinyWorld(
+        root=root,
+        train=write_jsonl(train, root / "train.jsonl"),
+        dev=write_jsonl(dev, root / "dev.jsonl"),
+        reader=root / "reader",
+        reranker=root / "reranker",
+    )
