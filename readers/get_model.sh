@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch released reader checkpoints into a folder, for loading with
-# `gumbel-rerank ... --reader PATH` (FiDReader.from_pretrained). Idempotent: a model whose
+# `reader.path` in a config (FiDReader.from_pretrained). Idempotent: a model whose
 # folder holds a .complete marker is skipped, and downloads land in a temporary folder that is
 # renamed into place only when complete, so an interrupted fetch never leaves a half model.
 #
@@ -13,6 +13,8 @@
 #                                              --base-config t5-base | t5-large
 #   t5-base-tokenizer                          the t5-base sentencepiece tokenizer every FiD
 #                                              reader uses (released readers ship none)
+#   bge-reranker-base                          BAAI/bge-reranker-base, the cross-encoder the
+#                                              configs/ start from
 set -euo pipefail
 
 FID_URL=https://dl.fbaipublicfiles.com/FiD/pretrained_models
@@ -20,7 +22,7 @@ HF_USER=syhuang
 FID_MODELS=(nq_reader_base nq_reader_large tqa_reader_base tqa_reader_large)
 HUB_MODELS=(hopo_reader_base hopo_reader_large musique_reader_base musique_reader_large
             2wiki_reader_base 2wiki_reader_large)
-ALL=("${FID_MODELS[@]}" "${HUB_MODELS[@]}" t5-base-tokenizer)
+ALL=("${FID_MODELS[@]}" "${HUB_MODELS[@]}" t5-base-tokenizer bge-reranker-base)
 
 dry_run=0
 dest=readers/checkpoints
@@ -79,6 +81,8 @@ fetch() {
         step mv "$tmp/$name" "$tmp/model"
     elif contains "$name" "${HUB_MODELS[@]}"; then
         hub_download "$HF_USER/$name" "$tmp/model"
+    elif [[ "$name" == bge-reranker-base ]]; then
+        hub_download BAAI/bge-reranker-base "$tmp/model"
     else  # t5-base-tokenizer
         hub_download google-t5/t5-base "$tmp/hub"
         step mkdir -p "$tmp/model"
