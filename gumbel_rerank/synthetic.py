@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-SYLLABLES = "ba ko ri mu sa te lo ni du ve ga pi zo ha fe ru".split()
+SYLLABLES = ["ba", "ko", "ri", "mu", "sa", "te", "lo", "ni", "du", "ve", "ga", "pi", "zo", "ha", "fe", "ru"]
 # relation -> (question template, passage template, answer vocabulary)
 RELATIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "color": (
