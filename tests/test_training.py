@@ -161,3 +161,15 @@ def test_bad_config_is_a_clear_error_not_a_traceback(world, tmp_path, capsys):
     assert "optim.lr: expected float" in capsys.readouterr().err
     assert main(["train", "--optim.max_steps=3"]) == 2
     assert "data.train" in capsys.readouterr().err
+
+
+def test_wandb_auto_goes_offline_without_network_and_writes_locally(world, tmp_path, monkeypatch):
+    from gumbel_rerank import metrics_log
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # conftest disables wandb for other tests
+    assert metrics_log.wandb_mode("auto") == ("online" if metrics_log.network_reachable() else "offline")
+    monkeypatch.setattr(metrics_log, "network_reachable", lambda *a, **k: False)
+    out = tmp_path / "wb"
+    assert main(["train", *world.overrides(out, **{"optim.max_steps": 2, "run.wandb": "auto"})]) == 0
+    runs = list((out / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and (out / "wandb_id").read_text().strip() in runs[0].name
