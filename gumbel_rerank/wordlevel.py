@@ -24,17 +24,27 @@ def _word_model(texts: Iterable[str], specials: list[str], unk: str) -> Tokenize
     return tok
 
 
-def train_t5_tokenizer(texts: Iterable[str], directory: str | Path) -> PreTrainedTokenizerFast:
+def train_t5_tokenizer(
+    texts: Iterable[str], directory: str | Path, extra_tokens: tuple[str, ...] = ()
+) -> PreTrainedTokenizerFast:
     """A reader tokenizer with T5's special ids (pad 0, eos 1, unk 2), saved to ``directory``.
+
+    ``extra_tokens`` become special tokens after those (e.g. RankT5's "<extra_id_10>").
 
     Like transformers 5.x T5 tokenizers it appends </s> by default; the reader never relies on
     that (it tokenises with add_special_tokens=False and adds one EOS to targets itself).
     """
-    tok = _word_model(texts, T5_SPECIALS, "<unk>")
+    tok = _word_model(texts, T5_SPECIALS + list(extra_tokens), "<unk>")
     tok.post_processor = processors.TemplateProcessing(
         single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        additional_special_tokens=list(extra_tokens),
+    )
     fast.save_pretrained(str(directory))
     return fast
 

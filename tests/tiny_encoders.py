@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import tiny_t5
 from tokenizers import (
     Tokenizer,
     decoders,
@@ -24,6 +25,8 @@ from transformers import (
     PreTrainedTokenizerFast,
     T5Config,
 )
+
+from gumbel_rerank import wordlevel
 
 CORPUS = [
     "who wrote on the origin of species ?",
@@ -88,40 +91,10 @@ def train_t5_tokenizer(
     save_dir: str | Path, extra_tokens: tuple[str, ...] = ("<extra_id_10>",)
 ) -> PreTrainedTokenizerFast:
     """A T5-like WordLevel tokenizer (<pad>=0, </s>=1, <unk>=2, appends </s>), saved and reloaded."""
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.normalizer = normalizers.Lowercase()
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train_from_iterator(
-        CORPUS, trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>", *extra_tokens])
-    )
-    tok.post_processor = processors.TemplateProcessing(
-        single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
-    )
-    wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        unk_token="<unk>",
-        pad_token="<pad>",
-        eos_token="</s>",
-        additional_special_tokens=list(extra_tokens),
-    )
-    wrapped.save_pretrained(save_dir)
+    wordlevel.train_t5_tokenizer(CORPUS, save_dir, extra_tokens)
     return AutoTokenizer.from_pretrained(save_dir)
 
 
 def tiny_t5_config(vocab_size: int, **overrides) -> T5Config:
     """d_model 32, one encoder and one decoder layer; decoder starts from the pad id 0."""
-    kwargs = dict(
-        vocab_size=vocab_size,
-        d_model=32,
-        d_kv=16,
-        d_ff=64,
-        num_layers=1,
-        num_decoder_layers=1,
-        num_heads=2,
-        dropout_rate=0.0,
-        decoder_start_token_id=0,
-        pad_token_id=0,
-        eos_token_id=1,
-    )
-    kwargs.update(overrides)
-    return T5Config(**kwargs)
+    return tiny_t5.tiny_t5_config(vocab_size, **{"layers": 1, "d_kv": 16, "num_heads": 2, **overrides})

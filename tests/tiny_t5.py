@@ -5,32 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
+
+from gumbel_rerank.wordlevel import train_t5_tokenizer
 
 WORDS = ["question:", "title:", "context:", "who", "what", "where", "when", "is", "the", "a", "of", "in", "was", "born", "city", "river", "marie", "curie", "polonium", "radium", "paris", "warsaw", "vistula", "seine", "france", "poland", "chemist", "element", "discovered", "capital", "flows", "through", "scientist", "answer", "passage", "bridge", "entity", "one", "two", "three"]
 
 
-def build_tokenizer(directory: Path, append_eos: bool = True) -> PreTrainedTokenizerFast:
+def build_tokenizer(directory: Path) -> PreTrainedTokenizerFast:
     """A word-level tokenizer with T5's special ids (pad 0, eos 1, unk 2), saved to ``directory``.
 
-    With ``append_eos`` it appends </s> by default, like transformers 5.x T5 tokenizers, so
-    tests prove the reader does not rely on the default.
+    It appends </s> by default, like transformers 5.x T5 tokenizers, so tests prove the reader
+    does not rely on the default.
     """
-    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.WordLevelTrainer(special_tokens=["<pad>", "</s>", "<unk>"])
-    tok.train_from_iterator([" ".join(WORDS)] * 3, trainer)
-    if append_eos:
-        tok.post_processor = processors.TemplateProcessing(
-            single="$A </s>", special_tokens=[("</s>", tok.token_to_id("</s>"))]
-        )
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>"
-    )
     directory.mkdir(parents=True, exist_ok=True)
-    fast.save_pretrained(str(directory))
-    return fast
+    return train_t5_tokenizer([" ".join(WORDS)], directory)
 
 
 def tiny_t5_config(vocab_size: int, layers: int = 2, **overrides) -> T5Config:

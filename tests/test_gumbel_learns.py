@@ -1,0 +1,103 @@
+"""Acceptance: G-Rerank, from a random reranker and the reader's loss alone, learns which passage
+answers the question (held-out questions), and the reader is never changed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_t5 import tiny_t5_config
+from tiny_world import write_jsonl
+from transformers import BertConfig, T5ForConditionalGeneration
+
+from gumbel_rerank.cli import main
+from gumbel_rerank.data import load_questions
+from gumbel_rerank.evaluation import RerankerEvaluator
+from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
+from gumbel_rerank.rerankers import Reranker, RerankerConfig, build_reranker_from_config
+from gumbel_rerank.synthetic import LookupSpec, lookup_questions, vocabulary_text
+from gumbel_rerank.wordlevel import train_bert_tokenizer, train_t5_tokenizer
+
+MAXLEN = 24  # "question : which color does X like ? title : X context : X likes the color C ." fits
+
+
+@pytest.fixture(scope="module")
+def trained_reader(tmp_path_factory):
+    """A tiny FiD reader trained with `train-reader` to copy the attribute from the passage it
+    is given (contexts: the answer passage alone, the size G-Rerank will select with k=1)."""
+    root = tmp_path_factory.mktemp("learns")
+    spec = dict(n_passages=5, n_entities=12)
+    train = lookup_questions(LookupSpec(n_questions=400, seed=1, **spec))
+    dev = lookup_questions(LookupSpec(n_questions=100, seed=2, **spec))
+    texts = vocabulary_text(train + dev)
+    tok = train_t5_tokenizer(texts, root / "reader_init")
+    torch.manual_seed(0)
+    config = tiny_t5_config(len(tok), layers=2, d_model=64, d_ff=128, num_heads=4, d_kv=16)
+    T5ForConditionalGeneration(config).save_pretrained(root / "reader_init")
+    answer_only = [dict(r, ctxs=[c for c in r["ctxs"] if c["gold"]]) for r in train]
+    write_jsonl(answer_only, root / "train_answer_only.jsonl")
+    write_jsonl(train, root / "train.jsonl")
+    write_jsonl(dev, root / "dev.jsonl")
+    args = [
+        "train-reader",
+        f"--data.train={root / 'train_answer_only.jsonl'}",
+        f"--reader.path={root / 'reader_init'}",
+        f"--reader.settings.text_maxlength={MAXLEN}",
+        "--optim.lr=3e-3", "--optim.max_steps=250", "--optim.micro_batch_size=16", "--optim.warmup_steps=20",
+        f"--run.output_dir={root / 'reader_run'}", "--run.save_every=250", "--run.log_every=25",
+    ]  # fmt: skip
+    assert main(args) == 0
+    bert_tok = train_bert_tokenizer(texts, root / "bert_tok")
+    bert = BertConfig(
+        vocab_size=len(bert_tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+        intermediate_size=128, max_position_embeddings=64, num_labels=1,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    build_reranker_from_config(bert, bert_tok, RerankerConfig(max_length=48)).save_pretrained(root / "reranker_init")
+    return root
+
+
+def test_train_reader_loss_decreases_and_the_saved_reader_answers(trained_reader: Path):
+    log = [json.loads(line) for line in (trained_reader / "reader_run" / "metrics.jsonl").read_text().splitlines()]
+    assert log[0]["loss"] > 2.0 and log[-1]["loss"] < 0.1 * log[0]["loss"]
+    reader = FiDReader.from_pretrained(trained_reader / "reader_run" / "model", config=FiDReaderConfig(text_maxlength=MAXLEN))
+    dev = load_questions(trained_reader / "dev.jsonl")
+    questions = [dev[i] for i in range(40)]
+    gold_only = [[{"title": q.passages[q.gold_indices[0]].title, "text": q.passages[q.gold_indices[0]].text}] for q in questions]
+    states = reader.encode(reader.tokenize_passages([q.question for q in questions], gold_only))
+    answers = reader.generate(states, max_new_tokens=4)
+    accuracy = sum(a == q.target for a, q in zip(answers, questions, strict=True)) / len(questions)
+    assert accuracy > 0.9, answers[:5]
+
+
+def test_gumbel_rerank_learns_the_answer_passage_from_the_reader_alone(trained_reader: Path, tmp_path):
+    root = trained_reader
+    reader_dir = root / "reader_run" / "model"
+    reader_before = load_file(str(reader_dir / "model.safetensors"))
+    reader = FiDReader.from_pretrained(reader_dir, config=FiDReaderConfig(text_maxlength=MAXLEN))
+    dev = load_questions(root / "dev.jsonl")  # held-out questions, never trained on
+    evaluate = RerankerEvaluator(reader, list(dev), k=1)
+    before = evaluate(Reranker.from_pretrained(root / "reranker_init").eval(), 0)
+    assert before["R@1"] < 0.4  # chance is 1/5
+
+    out = tmp_path / "grerank"
+    args = [
+        "train",
+        f"--data.train={root / 'train.jsonl'}",  # the gold flags in it are never read by training
+        f"--data.dev={root / 'dev.jsonl'}",
+        f"--reader.path={reader_dir}", f"--reader.settings.text_maxlength={MAXLEN}",
+        f"--reranker.path={root / 'reranker_init'}",
+        "--objective.mask.k=1", "--objective.mask.tau=0.5",
+        "--optim.lr=3e-3", "--optim.max_steps=300", "--optim.micro_batch_size=16", "--optim.warmup_steps=10",
+        f"--run.output_dir={out}", "--run.eval_every=100", "--run.save_every=300", "--run.log_every=50",
+    ]  # fmt: skip
+    assert main(args) == 0
+    after = evaluate(Reranker.from_pretrained(out / "model").eval(), 300)
+    assert after["R@1"] > 0.9, (before, after)
+    assert after["loss_hard_topk"] < 0.5 * before["loss_hard_topk"]
+    reader_after = load_file(str(reader_dir / "model.safetensors"))
+    assert all(torch.equal(reader_before[k], reader_after[k]) for k in reader_before)
