@@ -37,6 +37,15 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.epilog = "Any config key can be overridden: --optim.lr=1e-4 --run.output_dir=runs/x"
 
 
+# Subcommands whose module owns its whole argument parser (imported only when used, so
+# `gumbel-rerank env` stays fast): name -> (module, help).
+DELEGATED = {
+    "convert": ("gumbel_rerank.converters", "convert a raw dataset (HotpotQA, MuSiQue, 2Wiki, FiD NQ/TQA) to our format"),
+    "evaluate": ("gumbel_rerank.evaluation", "Recall/MRR/nDCG, indirect-evidence subset, EM/F1; JSON, markdown, plots"),
+    "rerank": ("gumbel_rerank.inference", "rerank our JSON/JSONL or a TREC run with a trained reranker (streaming, resumable)"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gumbel-rerank",
@@ -51,12 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     train_reader = sub.add_parser("train-reader", help="fine-tune a FiD reader on our data format")
     _add_config_args(train_reader)
     train_reader.set_defaults(func=_train_reader, takes_overrides=True)
+    for name, (_, text) in DELEGATED.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from gumbel_rerank.config import ConfigError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        module = importlib.import_module(DELEGATED[argv[0]][0])
+        return module.cli_main(argv[1:])
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if not getattr(args, "takes_overrides", False):

@@ -58,3 +58,11 @@ def test_shell_scripts_pass_shellcheck(script):
     shellcheck = shutil.which("shellcheck") or str(Path(sys.executable).parent / "shellcheck")
     result = subprocess.run([shellcheck, str(ROOT / script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("command", ["convert", "evaluate", "rerank", "train", "train-reader"])
+def test_every_subcommand_is_reachable_from_the_console_script(command):
+    result = subprocess.run(
+        [sys.executable, "-m", "gumbel_rerank", command, "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and f"gumbel-rerank {command}" in result.stdout
