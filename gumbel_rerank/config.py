@@ -109,6 +109,9 @@ class RunConfig:
         deepspeed: a DeepSpeed JSON config (``configs/deepspeed/*.json``) or None for plain torch.
         wandb: "disabled", "offline", "online" or "auto" (online if reachable, else offline).
         keep_last: checkpoints kept (oldest deleted after a newer one is complete).
+        final_report: after training, evaluate the trained reranker on the dev subset (ranking
+            metrics, indirect subset, EM/F1 from its top-k and the retriever's) and write
+            report.json / report.md / plots (with the training curves) to ``output_dir/report``.
         resume: continue from the latest checkpoint in ``output_dir``. Without it a folder that
             already holds checkpoints is refused rather than overwritten.
     """
@@ -124,6 +127,7 @@ class RunConfig:
     wandb_project: str = "gumbel-rerank"
     resume: bool = False
     device: str = "auto"  # auto | cpu | cuda
+    final_report: bool = True  # full dev evaluation + report/plots into <output_dir>/report
 
     def __post_init__(self) -> None:
         if self.wandb not in ("disabled", "offline", "online", "auto"):

@@ -9,6 +9,7 @@ import torch
 
 from gumbel_rerank.config import ConfigError, TrainConfig
 from gumbel_rerank.data import load_questions
+from gumbel_rerank.distributed import is_main_process
 from gumbel_rerank.evaluation import RerankerEvaluator
 from gumbel_rerank.objectives.base import Batch
 from gumbel_rerank.objectives.gumbel import GumbelRerankLoss
@@ -103,4 +104,28 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
         extra_run_files={"reader.json": reader.load_report.to_dict() if reader.load_report else {}},
         device=device,
     )
-    return trainer.fit()
+    last = trainer.fit()
+    final = Path(cfg.run.output_dir) / "model"
+    finished = final.is_dir() and not trainer.preempted
+    if cfg.run.final_report and evaluate is not None and finished and is_main_process():
+        write_final_report(cfg, reader, final, evaluate.questions)
+    return last
+
+
+def write_final_report(cfg: TrainConfig, reader: FiDReader, model_dir: Path, questions: list) -> None:
+    """Full evaluation of the trained reranker on the dev subset, with plots and curves."""
+    from gumbel_rerank.evaluation import evaluate
+    from gumbel_rerank.report import write_report
+
+    reranker = Reranker.from_pretrained(model_dir).to(reader.device).eval()
+    k = cfg.objective.mask.k
+    report = evaluate(
+        questions,
+        reader=reader,
+        reranker=reranker,
+        em_ks=sorted({1, k}),
+        n_passages=cfg.data.n_passages,
+        max_new_tokens=cfg.reader.settings.answer_maxlength,
+    )
+    out = Path(cfg.run.output_dir)
+    write_report(report, out / "report", metrics_log=out / "metrics.jsonl")

@@ -140,6 +140,11 @@ class Trainer:
         self.ckpt_root = self.out / "checkpoints"
         self._preempted = False
 
+    @property
+    def preempted(self) -> bool:
+        """True when the last ``fit`` stopped early on SIGUSR1 (checkpoint saved, not finished)."""
+        return self._preempted
+
     # -- set-up -----------------------------------------------------------------------------
     def _install_signal_handler(self) -> None:
         # SLURM sends SIGUSR1 ahead of the time limit (run.slurm: --signal); save and stop.

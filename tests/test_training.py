@@ -65,6 +65,10 @@ def test_train_writes_run_folder_logs_and_checkpoints(world, tmp_path):
     assert all(torch.equal(reader_before[k], after[k]) for k in reader_before)
     trained, initial = model_weights(out / "model"), model_weights(world.reranker)
     assert any(not torch.equal(trained[k], initial[k]) for k in initial)
+    # the final dev report, with the training curves
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert set(report["rankings"]) == {"reranker", "retriever"} and "EM@2" in report["end_to_end"]["reranker"]
+    assert (out / "report" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_existing_run_is_not_overwritten_without_resume(world, tmp_path):
