@@ -149,6 +149,29 @@ class TrainConfig:
 
 
 @dataclass
+class CurriculumStage:
+    """Which passages the reader reads for ``steps`` optimizer steps of ``train-reader``.
+
+    Attributes:
+        steps: length of the stage; the last stage also runs past its end until max_steps.
+        contexts: "answer" (gold passages that contain the answer), "gold" (all gold passages),
+            or "all" (every candidate, FiD's own training).
+        distractors: random non-gold passages added to "answer"/"gold" contexts, so the reader
+            must pick the right passage inside contexts of the size a reranker will select.
+    """
+
+    steps: int = 1000
+    contexts: str = "all"
+    distractors: int = 0
+
+    def __post_init__(self) -> None:
+        if self.contexts not in ("answer", "gold", "all"):
+            raise ConfigError(f"curriculum.contexts: {self.contexts!r} is not answer, gold or all")
+        if self.steps < 1 or self.distractors < 0:
+            raise ConfigError("curriculum: steps must be >= 1 and distractors >= 0")
+
+
+@dataclass
 class ReaderTrainConfig:
     """Everything `gumbel-rerank train-reader` needs: the reader's T5 is what is trained."""
 
@@ -157,6 +180,7 @@ class ReaderTrainConfig:
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
     run: RunConfig = field(default_factory=RunConfig)
     eval_answer_maxlength: int = 20
+    curriculum: list[CurriculumStage] = field(default_factory=list)
 
 
 # -- building dataclasses from plain data ------------------------------------------------------
@@ -179,6 +203,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return from_dict(hint, value, where)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")

@@ -46,7 +46,7 @@ def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
 
     trainer = Trainer(
         module=reader.model,
-        objective=ReaderNLLLoss(reader),
+        objective=ReaderNLLLoss(reader, cfg.curriculum),
         collate=make_collate(train, cfg.data.n_passages),
         n_examples=len(train),
         optim=cfg.optim,

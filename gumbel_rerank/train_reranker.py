@@ -28,10 +28,12 @@ def make_collate(questions: Sequence, n_passages: int | None) -> Callable[[list[
         passages = [[{"title": p.title, "text": p.text} for p in q.passages[:n_passages]] for q in chosen]
         n = max(len(p) for p in passages)
         gold = torch.zeros(len(chosen), n, dtype=torch.bool)
+        has_answer = torch.zeros(len(chosen), n, dtype=torch.bool)
         for row, q in enumerate(chosen):
-            for i in q.gold_indices:
-                if i < n:
-                    gold[row, i] = True
+            for flags, indices in ((gold, q.gold_indices), (has_answer, q.answer_passages or ())):
+                for i in indices:
+                    if i < n:
+                        flags[row, i] = True
         return Batch(
             ids=[q.id for q in chosen],
             questions=[q.question for q in chosen],
@@ -39,6 +41,7 @@ def make_collate(questions: Sequence, n_passages: int | None) -> Callable[[list[
             targets=[q.target for q in chosen],
             answers=[list(q.answers) for q in chosen],
             gold=gold,
+            has_answer=has_answer,
             positions=[position for _, position in items],
         )
 

@@ -18,7 +18,9 @@ class Batch:
         passages: B lists of passage dicts ("title", "text"), at most n each.
         targets: B training targets (the answer the reader is scored on).
         answers: B lists of acceptable answers (evaluation).
-        gold: (B, n) bool gold flags (evaluation only; no reader-supervised objective reads them).
+        gold: (B, n) bool gold flags (evaluation and reader-training curricula only; no
+            reranker objective that claims to be label-free reads them).
+        has_answer: (B, n) bool, passage contains a normalised answer (DPR convention).
         positions: B places of the examples in the step's global batch (noise keys).
     """
 
@@ -28,6 +30,7 @@ class Batch:
     targets: list[str]
     answers: list[list[str]]
     gold: torch.Tensor
+    has_answer: torch.Tensor
     positions: list[int]
 
     def __len__(self) -> int:

@@ -4,34 +4,82 @@ from __future__ import annotations
 
 import torch
 
+from gumbel_rerank.config import CurriculumStage
+from gumbel_rerank.masks import noise_generator
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.reader.fid import FiDReader
 
 
+def stage_at(curriculum: list[CurriculumStage], step: int) -> CurriculumStage | None:
+    """The stage that covers optimizer step ``step`` (0-based); the last one runs on."""
+    end = 0
+    for stage in curriculum:
+        end += stage.steps
+        if step < end:
+            return stage
+    return curriculum[-1] if curriculum else None
+
+
+def select_contexts(
+    batch: Batch, stage: CurriculumStage | None, seed: int, step: int
+) -> list[list[dict]]:
+    """Each question's passages for this stage, in their original order.
+
+    Random distractors are drawn per example from (seed, step, position), so a resumed run
+    reads the same contexts. A question without a passage of the requested kind falls back
+    to all its passages rather than training on an empty context.
+    """
+    if stage is None or stage.contexts == "all":
+        return batch.passages
+    wanted = batch.gold & batch.has_answer if stage.contexts == "answer" else batch.gold
+    out = []
+    for row, passages in enumerate(batch.passages):
+        n = len(passages)
+        keep = [i for i in range(n) if wanted[row, i]]
+        if not keep:
+            out.append(passages)
+            continue
+        others = [i for i in range(n) if not batch.gold[row, i]]
+        if stage.distractors and others:
+            gen = noise_generator(seed, step, batch.positions[row], 1)
+            order = torch.randperm(len(others), generator=gen).tolist()
+            keep += [others[j] for j in order[: stage.distractors]]
+        out.append([passages[i] for i in sorted(keep)])
+    return out
+
+
 class ReaderNLLLoss:
-    """Mean answer NLL of a FiD reader reading all of each question's passages.
+    """Mean answer NLL of a FiD reader reading each question's passages.
 
     The reader's T5 is the trained module: passages are encoded with gradients (unlike the
     frozen reader of reranker training) and the loss is FiD's, per-example mean over answer
-    tokens, then mean over the batch.
+    tokens, then mean over the batch. An optional curriculum chooses which passages are read
+    at each step (answer passage only -> gold passages -> all, with distractors).
 
     Args:
         reader: a FiDReader whose ``model`` is the module the engine trains.
+        curriculum: stages in order (empty = all passages throughout).
     """
 
     name = "reader_nll"
 
-    def __init__(self, reader: FiDReader):
+    def __init__(self, reader: FiDReader, curriculum: list[CurriculumStage] | None = None):
         self.reader = reader
+        self.curriculum = list(curriculum or [])
 
     def loss(
         self, module: torch.nn.Module, batch: Batch, ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, float]]:
         if module is not self.reader.model:
             raise ValueError("ReaderNLLLoss trains the reader's own T5 model")
-        tokens = self.reader.tokenize_passages(batch.questions, batch.passages)
+        stage = stage_at(self.curriculum, ctx.step)
+        passages = select_contexts(batch, stage, ctx.seed, ctx.step)
+        tokens = self.reader.tokenize_passages(batch.questions, passages)
         states = self.reader.encode(tokens, with_grad=True)
         labels = self.reader.tokenize_targets(batch.targets)
         n = tokens.passage_valid.shape[1]
         loss = self.reader.lm_loss(states, labels, torch.zeros(len(batch), n, device=self.reader.device))
-        return loss.mean(), ({"loss_nll": float(loss.mean().detach())} if ctx.log else {})
+        metrics = {}
+        if ctx.log:
+            metrics = {"loss_nll": float(loss.mean().detach()), "context_passages": float(tokens.passage_valid.sum(1).float().mean())}
+        return loss.mean(), metrics
