@@ -51,8 +51,8 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 def rng_state() -> dict:
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's device only: layouts may change on resume
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -60,7 +60,7 @@ def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"])
 
 
 def save_rng(directory: Path, rank: int) -> None:
@@ -81,8 +81,10 @@ def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:
         shutil.rmtree(final)
     os.replace(tmp, final)
     write_text_atomic(root / LATEST, final.name)
-    complete = sorted(p for p in root.glob("step-*") if (p / STATE_FILE).is_file())
-    for old in complete[:-keep_last]:
+    # Only checkpoints older than the new one count against keep_last: a stale newer folder
+    # (a crash after the rename, a hand-edited `latest`) must never push the new one out.
+    older = sorted(p for p in root.glob("step-*") if p.name < final.name and (p / STATE_FILE).is_file())
+    for old in older[: max(0, len(older) - (keep_last - 1))]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 

@@ -7,6 +7,7 @@ the file (or flag) and the dotted key named, never twenty minutes into a run.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +18,6 @@ import yaml
 
 from gumbel_rerank.masks import MaskConfig
 from gumbel_rerank.reader.fid import FiDReaderConfig
-from gumbel_rerank.rerankers import RerankerConfig
 
 T = TypeVar("T")
 
@@ -60,11 +60,13 @@ class ReaderSection:
 class RerankerSection:
     """The reranker to train: a local HF directory and its scoring settings.
 
-    ``settings`` None keeps what the directory's gumbel_rerank.json says (or the defaults).
+    ``settings`` are overrides of ``RerankerConfig`` fields on top of what the directory's
+    gumbel_rerank.json says (or the defaults): setting max_length keeps a saved template.
+    Unknown fields are refused when the reranker is loaded, before training starts.
     """
 
     path: str = ""
-    settings: RerankerConfig | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
     gradient_checkpointing: bool = False
 
 
@@ -96,8 +98,10 @@ class OptimConfig:
         for name in ("max_steps", "micro_batch_size", "grad_accum"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"optim.{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"optim.lr must be > 0, got {self.lr}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"optim.lr must be a finite number > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ConfigError("optim.warmup_steps and optim.grad_clip must be >= 0")
 
 
 @dataclass
@@ -134,6 +138,11 @@ class RunConfig:
             raise ConfigError(f"run.wandb: {self.wandb!r} is not disabled, offline, online or auto")
         if self.keep_last < 1:
             raise ConfigError("run.keep_last must be >= 1")
+        for name in ("save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"run.{name} must be >= 1 (run.eval_every=0 disables evaluation)")
+        if self.eval_every < 0:
+            raise ConfigError("run.eval_every must be >= 0 (0 disables evaluation)")
 
 
 @dataclass
@@ -203,6 +212,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return from_dict(hint, value, where)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")

@@ -34,14 +34,21 @@ def setup(device: torch.device, need_group: bool) -> DistInfo:
     ``deepspeed.initialize`` otherwise looks for mpi4py and fails. ``need_group`` forces a
     group even for one process (DeepSpeed requires one).
     """
-    if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:
-        # srun starts one task per process; translate its variables for torch.distributed
+    if "SLURM_STEP_NUM_TASKS" in os.environ and "RANK" not in os.environ:
+        # inside an srun step (not merely inside an allocation, where SLURM_NTASKS is set too):
+        # one task per process; translate its variables for torch.distributed
         os.environ["RANK"] = os.environ["SLURM_PROCID"]
-        os.environ["WORLD_SIZE"] = os.environ["SLURM_NTASKS"]
+        os.environ["WORLD_SIZE"] = os.environ["SLURM_STEP_NUM_TASKS"]
         os.environ["LOCAL_RANK"] = os.environ.get("SLURM_LOCALID", "0")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1 and not need_group:
         return DistInfo(0, 1, 0)
+    if world > 1 and not ("MASTER_ADDR" in os.environ and "MASTER_PORT" in os.environ):
+        # each rank would pick its own port on its own host and wait forever
+        raise RuntimeError(
+            f"WORLD_SIZE={world} but MASTER_ADDR/MASTER_PORT are not set: launch with "
+            "torchrun, deepspeed, run.sh or run.slurm"
+        )
     os.environ.setdefault("RANK", "0")
     os.environ.setdefault("LOCAL_RANK", "0")
     os.environ.setdefault("WORLD_SIZE", "1")

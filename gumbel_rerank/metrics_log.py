@@ -39,7 +39,9 @@ class MetricsLog:
         with self.path.open("a") as handle:
             handle.write(json.dumps({"step": step, **values}) + "\n")
         if wandb_run is not None:
-            wandb_run.log(values, step=step)
+            # logged as a metric, not wandb's own step: after a resume wandb would drop every
+            # step up to where the interrupted run got
+            wandb_run.log({"trainer/step": step, **values})
 
 
 def network_reachable(host: str = "api.wandb.ai", port: int = 443, timeout: float = 2.0) -> bool:
@@ -68,7 +70,7 @@ def open_wandb(run: RunConfig, out: Path, config: Any):
     run_id = id_file.read_text().strip() if id_file.is_file() else secrets.token_hex(4)
     id_file.write_text(run_id)
     os.environ.setdefault("WANDB_SILENT", "true")
-    return wandb.init(
+    wandb_run = wandb.init(
         project=run.wandb_project,
         dir=str(out),
         id=run_id,
@@ -76,3 +78,6 @@ def open_wandb(run: RunConfig, out: Path, config: Any):
         mode=mode,
         config=to_dict(config) if config is not None else None,
     )
+    wandb_run.define_metric("trainer/step")
+    wandb_run.define_metric("*", step_metric="trainer/step")
+    return wandb_run

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors.torch import load_file, save_file
+
 from gumbel_rerank.config import ConfigError, ReaderTrainConfig
 from gumbel_rerank.data import load_questions
 from gumbel_rerank.evaluation import ReaderEvaluator
 from gumbel_rerank.objectives.reader_nll import ReaderNLLLoss
+from gumbel_rerank.reader.checkpoints import LEGACY_BIAS_KEY
 from gumbel_rerank.reader.fid import FiDReader
 from gumbel_rerank.train_reranker import make_collate
 from gumbel_rerank.training import Trainer, resolve_device
@@ -43,6 +46,13 @@ def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
     def save(module, directory: Path) -> None:
         module.save_pretrained(str(directory))
         reader.tokenizer.save_pretrained(str(directory))
+        if reader.use_legacy_bias:
+            # trained with FiD's legacy cross-attention bias: export it under its key so the
+            # reader loader runs the fine-tuned model exactly as it was trained
+            weights = directory / "model.safetensors"
+            state = load_file(str(weights))
+            state[LEGACY_BIAS_KEY] = reader.legacy_bias_weight.detach().cpu().contiguous()
+            save_file(state, str(weights), metadata={"format": "pt"})
 
     trainer = Trainer(
         module=reader.model,

@@ -70,7 +70,10 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
         raise ConfigError("reranker.path: a reranker directory (HF cross-encoder or T5) is required")
     device = resolve_device(cfg.run.device)
     reader = load_reader(cfg, device)
-    reranker = Reranker.from_pretrained(cfg.reranker.path, config=cfg.reranker.settings)
+    try:
+        reranker = Reranker.from_pretrained(cfg.reranker.path, **cfg.reranker.settings)
+    except TypeError as err:  # an unknown settings field
+        raise ConfigError(f"reranker.settings: {err}") from err
     if cfg.reranker.gradient_checkpointing:
         reranker.gradient_checkpointing_enable()
     train = load_questions(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import shutil
 import signal
@@ -38,8 +39,16 @@ from gumbel_rerank.objectives.base import Batch, Objective, StepContext
 
 
 def resolve_device(name: str) -> torch.device:
+    """"auto" / "cuda" -> this process's GPU (LOCAL_RANK or SLURM_LOCALID), else the CPU.
+
+    The index matters: models are loaded before the process group exists, and a bare "cuda"
+    would put every rank's frozen reader on GPU 0.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+        return torch.device(f"cuda:{int(local)}")
     return torch.device(name)
 
 
@@ -155,12 +164,14 @@ class Trainer:
         with contextlib.suppress(ValueError, AttributeError):
             signal.signal(signal.SIGUSR1, handler)
 
-    def _write_run_folder(self, info: distributed.DistInfo) -> None:
+    def _write_run_folder(self, info: distributed.DistInfo, start: int) -> None:
         if not info.is_main:
             return
         self.out.mkdir(parents=True, exist_ok=True)
         if self.config is not None:
-            save_config(self.config, self.out / "config.yaml")
+            # a resume keeps the original config.yaml and records its own beside it
+            name = "config.yaml" if start == 0 else f"config.resumed-at-{start}.yaml"
+            save_config(self.config, self.out / name)
         versions = environment_report()
         versions["git commit"] = git_commit()
         versions["world size"] = str(info.world_size)
@@ -170,10 +181,10 @@ class Trainer:
 
     def _build_engine(self, info: distributed.DistInfo):
         if self.run.deepspeed:
-            return DeepSpeedEngine(self.module, self.optim, self.run.deepspeed, info.world_size)
+            return DeepSpeedEngine(self.module, self.objective, self.optim, self.run.deepspeed, info.world_size)
         if info.world_size > 1:
             raise ValueError("several processes need a DeepSpeed config (run.deepspeed=configs/deepspeed/zero2.json)")
-        return TorchEngine(self.module, self.optim)
+        return TorchEngine(self.module, self.objective, self.optim)
 
     # -- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, engine, info: distributed.DistInfo, step: int) -> None:
@@ -207,6 +218,15 @@ class Trainer:
                 "continue that run, or set run.output_dir to a new folder"
             )
         state = ckpt.read_trainer_state(latest)
+        per_step = self.optim.micro_batch_size * info.world_size * self.optim.grad_accum
+        saved_per_step = state["examples_seen"] // max(1, state["step"])
+        if state["seed"] != self.run.seed or saved_per_step != per_step:
+            raise ValueError(
+                f"{latest}: saved with run.seed={state['seed']} and {saved_per_step} examples per "
+                f"step; this run has run.seed={self.run.seed} and {per_step} (micro_batch_size x "
+                "processes x grad_accum). Data order and Gumbel noise would not continue the "
+                "run: keep both, or start a new run.output_dir"
+            )
         engine.load_state(latest / "state")
         ckpt.load_rng(latest, info.rank)
         if info.is_main:
@@ -223,7 +243,7 @@ class Trainer:
         self.module.to(self.device)
         engine = self._build_engine(info)
         start = self._resume(engine, info)
-        self._write_run_folder(info)
+        self._write_run_folder(info, start)
         log = MetricsLog(self.out / "metrics.jsonl", enabled=info.is_main, truncate_after=start)
         wandb_run = open_wandb(self.run, self.out, self.config) if info.is_main else None
         sampler = GlobalBatchSampler(
@@ -238,10 +258,11 @@ class Trainer:
             engine.module.train()
             want_log = step == start or (step + 1) % self.run.log_every == 0
             ctx = StepContext(step=step, seed=self.run.seed, log=want_log)
+            lr_used = engine.lr()  # the scheduler steps inside engine.step()
             losses, step_metrics = [], []
             for micro in range(self.optim.grad_accum):
                 batch = self.collate(sampler.micro_batch_items(step, info.rank, micro))
-                loss, metrics = self.objective.loss(engine.module, batch, ctx)
+                loss, metrics = engine.loss(batch, ctx)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"step {step}: loss is {loss.item()} (batch ids {batch.ids[:4]})")
                 engine.backward(loss)
@@ -251,7 +272,7 @@ class Trainer:
             done = step + 1
             progress.update(1)
             if want_log:
-                record = {"loss": sum(losses) / len(losses), "lr": engine.lr(), "grad_norm": engine.last_grad_norm}
+                record = {"loss": sum(losses) / len(losses), "lr": lr_used, "grad_norm": engine.last_grad_norm}
                 for key in step_metrics[0]:
                     record[key] = sum(m[key] for m in step_metrics) / len(step_metrics)
                 record = distributed.mean_over_ranks(record, self.device)
@@ -265,6 +286,7 @@ class Trainer:
                     result = self.evaluate(engine.module, done)
                 log.write(done, {f"dev/{k}": v for k, v in result.items()}, wandb_run)
             preempted = distributed.any_rank(self._preempted, self.device)
+            self._preempted = preempted  # every rank acts on the same decision
             if done % self.run.save_every == 0 or done == self.optim.max_steps or preempted:
                 self._save_checkpoint(engine, info, done)
             if preempted:

@@ -14,7 +14,7 @@ def test_yaml_then_overrides_win(tmp_path):
     assert cfg.optim.lr == 3e-4 and cfg.optim.max_steps == 50
     assert cfg.objective.mask.k == 3 and cfg.objective.mask.tau == 0.25
     assert cfg.run.wandb == "offline"
-    assert cfg.reranker.settings is None  # keeps what the reranker directory says
+    assert cfg.reranker.settings == {}  # keeps what the reranker directory says
 
 
 def test_round_trip_through_yaml(tmp_path):
@@ -35,6 +35,8 @@ def test_round_trip_through_yaml(tmp_path):
         (["--optim.scheduler=step"], r"optim.scheduler"),
         (["--reader.settings.dtype=fp8"], r"reader.dtype"),
         (["optim.lr"], r"expected --section.key=value"),
+        (["--run.save_every=0"], r"run.save_every must be >= 1"),
+        (["--optim.lr=nan"], r"optim.lr must be a finite number"),
     ],
 )
 def test_bad_values_name_the_key(overrides, message):

@@ -61,7 +61,7 @@ def fake_cluster(bin_dir: Path, requeue_log: Path) -> None:
     (bin_dir / "srun").write_text(
         "#!/usr/bin/env bash\n"
         "while [[ $1 == --* ]]; do shift; done\n"
-        "export SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_LOCALID=0\n"
+        "export SLURM_PROCID=0 SLURM_NTASKS=1 SLURM_STEP_NUM_TASKS=1 SLURM_LOCALID=0\n"
         'exec "$@"\n'
     )
     (bin_dir / "scontrol").write_text(

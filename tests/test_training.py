@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -108,8 +109,6 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(world, tmp_path, e
     # stop after the step-3 checkpoint: a copy of the run as it was then
     cut = tmp_path / "cut"
     (cut / "checkpoints").mkdir(parents=True)
-    import shutil
-
     shutil.copytree(full / "checkpoints" / "step-0000003", cut / "checkpoints" / "step-0000003")
     (cut / "checkpoints" / "latest").write_text("step-0000003")
     lines = (full / "metrics.jsonl").read_text().splitlines()
@@ -177,3 +176,61 @@ def test_wandb_auto_goes_offline_without_network_and_writes_locally(world, tmp_p
     assert main(["train", *world.overrides(out, **{"optim.max_steps": 2, "run.wandb": "auto"})]) == 0
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and (out / "wandb_id").read_text().strip() in runs[0].name
+
+
+def test_zero3_with_accumulation_matches_plain_torch(world, tmp_path):
+    """ZeRO-3 must see the forward pass through its engine, or accumulation goes wrong."""
+    torch_run, zero3_run = tmp_path / "torch", tmp_path / "zero3"
+    run_cli(["train", *world.overrides(torch_run), "--optim.grad_accum=2"], "torch")
+    run_cli(["train", *world.overrides(zero3_run), "--optim.grad_accum=2"], "deepspeed-zero3")
+    a, b, start = model_weights(torch_run / "model"), model_weights(zero3_run / "model"), model_weights(world.reranker)
+    moved = max((a[k] - start[k]).abs().max().item() for k in a)
+    differ = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert moved > 1e-3 and differ < 0.05 * moved, (differ, moved)
+
+
+def test_resume_may_split_the_same_global_batch_differently(world, tmp_path):
+    full = tmp_path / "full"
+    assert main(["train", *world.overrides(full)]) == 0
+    cut = tmp_path / "cut"
+    shutil.copytree(full / "checkpoints" / "step-0000003", cut / "checkpoints" / "step-0000003")
+    (cut / "checkpoints" / "latest").write_text("step-0000003")
+    # half the micro-batch, twice the accumulation: the same examples and noise per step
+    assert main(["train", *world.overrides(cut, **{"optim.micro_batch_size": 2, "optim.grad_accum": 2}), "--resume"]) == 0
+    a, b = model_weights(full / "model"), model_weights(cut / "model")
+    start = model_weights(world.reranker)
+    moved = max((a[k] - start[k]).abs().max().item() for k in a)
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.05 * moved
+    assert (cut / "config.resumed-at-3.yaml").is_file()
+    # a different seed would continue a different run: refused
+    with pytest.raises(ValueError, match="run.seed=0"):
+        main(["train", *world.overrides(cut, **{"run.seed": 1, "optim.max_steps": 9}), "--resume"])
+
+
+def test_keep_last_never_prunes_the_checkpoint_it_just_wrote(tmp_path):
+    from gumbel_rerank import checkpointing as ckpt
+
+    root = tmp_path / "checkpoints"
+    for step in (100, 200):  # 200 is a stale folder `latest` does not name
+        (root / ckpt.checkpoint_name(step)).mkdir(parents=True)
+        (root / ckpt.checkpoint_name(step) / ckpt.STATE_FILE).write_text("{}")
+    tmp = root / ".tmp-step-0000150"
+    tmp.mkdir()
+    (tmp / ckpt.STATE_FILE).write_text("{}")
+    final = ckpt.finalize(tmp, root, 150, keep_last=1)
+    assert final.is_dir() and ckpt.latest_checkpoint(root) == final
+    assert not (root / "step-0000100").exists()
+
+
+def test_partial_reranker_settings_override_keeps_the_saved_ones(world, tmp_path):
+    from gumbel_rerank.rerankers import Reranker
+
+    custom = tmp_path / "custom_reranker"
+    reranker = Reranker.from_pretrained(world.reranker)
+    reranker.config.template = "{text}"
+    reranker.save_pretrained(custom)
+    out = tmp_path / "run"
+    args = world.overrides(out, **{"optim.max_steps": 1, "reranker.path": custom, "reranker.settings.max_length": 40})
+    assert main(["train", *args]) == 0
+    saved = json.loads((out / "model" / "gumbel_rerank.json").read_text())
+    assert saved["template"] == "{text}" and saved["max_length"] == 40

@@ -74,6 +74,9 @@ class EncodedPassages:
         gathered = hidden.gather(1, idx[:, :, None, None].expand(b, k, length, d))
         token_mask = self.token_mask.gather(1, idx[:, :, None].expand(b, k, length))
         token_mask = token_mask & ~none[:, :, None]
+        # zero the "none" slots too: a row with nothing selected then reads nothing, instead of
+        # attending to a copy of passage 0
+        gathered = gathered.masked_fill(none[:, :, None, None], 0.0)
         return EncodedPassages(gathered.reshape(b, k * length, d), token_mask)
 
 

@@ -182,7 +182,7 @@ class FiDReader:
             self.model.encoder(
                 input_ids=flat_ids[rows], attention_mask=flat_mask[rows].long()
             ).last_hidden_state
-            for rows in real.split(chunk)
+            for rows in (real.split(chunk) if len(real) else ())
         ]
         hidden = torch.zeros(b * n, length, d, dtype=self.dtype, device=self.device)
         if parts:
