@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from .answers import contains_answer, match_normalize
-from .data import DataError
+from .data import DataError, describe_type
 
 __all__ = ["KINDS", "ConversionReport", "add_arguments", "cli_main", "convert", "run_from_args"]
 
@@ -330,24 +330,6 @@ def _iter_json_list(f: BinaryIO, display: str) -> Iterator[_Record]:
 # Field checks
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a bool"
-    if isinstance(value, int):
-        return "an integer"
-    if isinstance(value, float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 _MISSING = object()
 
 
@@ -363,7 +345,7 @@ class _Fields:
 
     def record(self, obj: Any) -> dict:
         if type(obj) is not dict:
-            self.fail("<record>", f"expected a JSON object, got {_kind(obj)}")
+            self.fail("<record>", f"expected a JSON object, got {describe_type(obj)}")
         return obj
 
     def require(self, obj: dict, key: str, where: str | None = None) -> Any:
@@ -374,7 +356,7 @@ class _Fields:
 
     def string(self, value: Any, where: str, *, nonempty: bool = False) -> str:
         if type(value) is not str:
-            self.fail(where, f"expected a string, got {_kind(value)}")
+            self.fail(where, f"expected a string, got {describe_type(value)}")
         if nonempty and not value.strip():
             self.fail(where, "empty string")
         return value
@@ -383,26 +365,26 @@ class _Fields:
         if type(value) is int:
             return str(value)
         if type(value) is not str:
-            self.fail(where, f"expected a string or an integer, got {_kind(value)}")
+            self.fail(where, f"expected a string or an integer, got {describe_type(value)}")
         if not value.strip():
             self.fail(where, "empty string")
         return value
 
     def list(self, value: Any, where: str, what: str = "a list") -> list:
         if type(value) is not list:
-            self.fail(where, f"expected {what}, got {_kind(value)}")
+            self.fail(where, f"expected {what}, got {describe_type(value)}")
         return value
 
     def obj(self, value: Any, where: str) -> dict:
         if type(value) is not dict:
-            self.fail(where, f"expected an object, got {_kind(value)}")
+            self.fail(where, f"expected an object, got {describe_type(value)}")
         return value
 
     def flag(self, value: Any, where: str) -> bool:
         # bool, or the integers 0/1 (what the loader accepts for gold flags).
         if type(value) is bool or (type(value) is int and value in (0, 1)):
             return bool(value)
-        shown = str(value) if type(value) in (int, float) else _kind(value)
+        shown = str(value) if type(value) in (int, float) else describe_type(value)
         self.fail(where, f"expected a bool or 0/1, got {shown}")
 
 
@@ -507,7 +489,7 @@ def _hotpot_like(join: Callable[[list[str]], str], keep: tuple[str, ...]):
 def _describe(value: Any) -> str:
     if type(value) is list:
         return f"a list of {len(value)} items"
-    return _kind(value)
+    return describe_type(value)
 
 
 def _musique(rec: _Record, f: _Fields, opts: _Options) -> _Converted:
@@ -516,7 +498,7 @@ def _musique(rec: _Record, f: _Fields, opts: _Options) -> _Converted:
     question = f.string(f.require(r, "question"), "question", nonempty=True)
     answerable = r.get("answerable", True)
     if type(answerable) is not bool:
-        f.fail("answerable", f"expected a bool, got {_kind(answerable)}")
+        f.fail("answerable", f"expected a bool, got {describe_type(answerable)}")
     answer = _answer(f, r)
     aliases = r.get("answer_aliases")
     if aliases is None:
@@ -548,7 +530,7 @@ def _musique(rec: _Record, f: _Fields, opts: _Options) -> _Converted:
         idx = p.get("idx")
         if idx is not None:
             if type(idx) is not int:
-                f.fail(f"{where}.idx", f"expected an integer, got {_kind(idx)}")
+                f.fail(f"{where}.idx", f"expected an integer, got {describe_type(idx)}")
             ctx["idx"] = idx
         supporting = p.get("is_supporting")
         if supporting is not None:
@@ -580,7 +562,7 @@ def _score(f: _Fields, value: Any, where: str) -> float | None:
             return float(value)
         except ValueError:
             f.fail(where, f"expected a number, got the string {value[:40]!r}")
-    f.fail(where, f"expected a number, got {_kind(value)}")
+    f.fail(where, f"expected a number, got {describe_type(value)}")
 
 
 def _fid(rec: _Record, f: _Fields, opts: _Options) -> _Converted:

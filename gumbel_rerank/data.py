@@ -580,7 +580,8 @@ def _iter_json_list(f: BinaryIO, start: int, display: str) -> Iterator[_Raw]:
 _MISSING = object()
 
 
-def _kind(value: Any) -> str:
+def describe_type(value: Any) -> str:
+    """How a JSON value's type reads in an error message ("a string", "null", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -601,7 +602,7 @@ def _kind(value: Any) -> str:
 def _str_error(value: Any, *, nonempty: bool, surrogates: bool) -> str | None:
     """Why ``value`` is not an acceptable string, or None."""
     if type(value) is not str:
-        return f"expected a string, got {_kind(value)}"
+        return f"expected a string, got {describe_type(value)}"
     if nonempty and not value.strip():
         return "empty string"
     if surrogates:
@@ -617,7 +618,7 @@ def _id_error(value: Any, *, surrogates: bool) -> str | None:
         return None
     if type(value) is str:
         return _str_error(value, nonempty=True, surrogates=surrogates)
-    return f"expected a string or an integer, got {_kind(value)}"
+    return f"expected a string or an integer, got {describe_type(value)}"
 
 
 def _title_key(title: str) -> str:
@@ -643,7 +644,7 @@ class _Validator:
             return None, [prefix + raw.problem]
         rec = raw.obj
         if type(rec) is not dict:
-            return None, [f"{prefix}<record>: expected a JSON object, got {_kind(rec)}"]
+            return None, [f"{prefix}<record>: expected a JSON object, got {describe_type(rec)}"]
         problems: list[str] = []
         sur = raw.maybe_surrogates
 
@@ -673,7 +674,7 @@ class _Validator:
         answers = rec.get("answers")
         if answers is not None:
             if type(answers) is not list:
-                bad("answers", f"expected a list of strings, got {_kind(answers)}")
+                bad("answers", f"expected a list of strings, got {describe_type(answers)}")
             else:
                 for i, a in enumerate(answers):
                     bad(f"answers[{i}]", _str_error(a, nonempty=True, surrogates=sur))
@@ -706,7 +707,7 @@ class _Validator:
                 if value is None or type(value) is bool or (type(value) is int and value in (0, 1)):
                     gold.append(bool(value))
                 else:
-                    shown = str(value) if type(value) in (int, float) else _kind(value)
+                    shown = str(value) if type(value) in (int, float) else describe_type(value)
                     bad(f"ctxs[{i}].{flag}", f"expected a bool or 0/1, got {shown}")
         else:
             titles = self._supporting_titles(rec, bad)
@@ -750,7 +751,7 @@ class _Validator:
             bad("ctxs", "missing field")
             return [], []
         if type(ctxs) is not list:
-            bad("ctxs", f"expected a list of passages, got {_kind(ctxs)}")
+            bad("ctxs", f"expected a list of passages, got {describe_type(ctxs)}")
             return [], []
         if not ctxs:
             bad("ctxs", "empty list, expected at least one passage")
@@ -762,7 +763,7 @@ class _Validator:
         objs: list[dict] = []
         for i, p in enumerate(ctxs):
             if type(p) is not dict:
-                bad(f"ctxs[{i}]", f"expected an object, got {_kind(p)}")
+                bad(f"ctxs[{i}]", f"expected an object, got {describe_type(p)}")
                 continue
             text = p.get("text", _MISSING)
             title = p.get("title")
@@ -783,7 +784,7 @@ class _Validator:
                 if type(score) is int:
                     score = float(score)
                 elif type(score) is not float:
-                    bad(f"ctxs[{i}].score", f"expected a number, got {_kind(score)}")
+                    bad(f"ctxs[{i}].score", f"expected a number, got {describe_type(score)}")
             objs.append(p)
             rows.append(
                 {"title": title or "", "text": text, "gold": None, "id": pid, "score": score}
@@ -811,12 +812,12 @@ class _Validator:
         titles = rec.get("supporting_titles")
         if titles is not None:
             if type(titles) is not list:
-                bad("supporting_titles", f"expected a list of strings, got {_kind(titles)}")
+                bad("supporting_titles", f"expected a list of strings, got {describe_type(titles)}")
                 return set()
             out = set()
             for i, t in enumerate(titles):
                 if type(t) is not str:
-                    bad(f"supporting_titles[{i}]", f"expected a string, got {_kind(t)}")
+                    bad(f"supporting_titles[{i}]", f"expected a string, got {describe_type(t)}")
                 else:
                     out.add(_title_key(t))
             if titles:
@@ -827,7 +828,7 @@ class _Validator:
         if type(facts) is not list:
             bad(
                 "supporting_facts",
-                f"expected a list of [title, sentence_id] pairs, got {_kind(facts)}",
+                f"expected a list of [title, sentence_id] pairs, got {describe_type(facts)}",
             )
             return set()
         out = set()
@@ -837,7 +838,7 @@ class _Validator:
             else:
                 bad(
                     f"supporting_facts[{i}]",
-                    f"expected a [title, sentence_id] pair, got {_kind(fact)}",
+                    f"expected a [title, sentence_id] pair, got {describe_type(fact)}",
                 )
         return out
 

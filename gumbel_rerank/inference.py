@@ -71,6 +71,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .data import DataError
+from .durable import fsync_dir
 from .trec import (
     Collection,
     RunQuery,
@@ -411,19 +412,6 @@ def _encode_record(record: dict) -> bytes:
         # A lone surrogate from a "\ud800"-style escape in the input cannot be UTF-8; escaped
         # output keeps it exactly as read.
         return (json.dumps(record) + "\n").encode("utf-8")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_state(path: Path, state: dict) -> None:
@@ -807,7 +795,7 @@ def _run(
         raise
     os.replace(partial, out_path)
     state_path.unlink(missing_ok=True)
-    _fsync_dir(out_path.parent)
+    fsync_dir(out_path.parent)
     return RerankReport(
         output=out_path,
         records=done,

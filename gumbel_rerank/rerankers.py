@@ -42,6 +42,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from gumbel_rerank.durable import fsync_dir
+
 logger = logging.getLogger(__name__)
 
 SETTINGS_NAME = "gumbel_rerank.json"
@@ -880,20 +882,7 @@ def _fsync_tree(directory: Path) -> None:
         for name in files:
             with open(os.path.join(root, name), "rb") as fh:
                 os.fsync(fh.fileno())
-        _fsync_dir(Path(root))
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(Path(root))
 
 
 def _replace_directory(src: Path, dst: Path) -> None:
@@ -904,7 +893,7 @@ def _replace_directory(src: Path, dst: Path) -> None:
     """
     if not dst.exists():
         os.replace(src, dst)
-        _fsync_dir(dst.parent)
+        fsync_dir(dst.parent)
         return
     backup = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:12]}"
     os.replace(dst, backup)
@@ -913,7 +902,7 @@ def _replace_directory(src: Path, dst: Path) -> None:
     except BaseException:
         os.replace(backup, dst)
         raise
-    _fsync_dir(dst.parent)
+    fsync_dir(dst.parent)
     shutil.rmtree(backup, ignore_errors=True)
 
 
