@@ -76,6 +76,13 @@ class ObjectiveConfig:
 
     name: str = "gumbel"
     mask: MaskConfig = field(default_factory=MaskConfig)
+    # Independent Gumbel masks per question and step, losses averaged (DECIDED, 1 = the paper):
+    # lowers the variance of the mask gradient at the cost of that many decoder passes.
+    mask_samples: int = 1
+
+    def __post_init__(self) -> None:
+        if self.mask_samples < 1:
+            raise ConfigError("objective.mask_samples must be >= 1")
 
 
 @dataclass

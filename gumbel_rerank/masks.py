@@ -194,7 +194,7 @@ def _check_inputs(scores: Tensor, valid: Tensor | None) -> Tensor:
 
 @torch.no_grad()
 def example_gumbel_noise(
-    seed: int, step: int, positions: list[int], counts: list[int], k: int, n: int
+    seed: int, step: int, positions: list[int], counts: list[int], k: int, n: int, draw: int = 0
 ) -> Tensor:
     """Gumbel noise keyed by example, not by batch layout.
 
@@ -202,14 +202,16 @@ def example_gumbel_noise(
     where ``positions[b]`` is its place in the step's global batch (a function of rank and
     micro-batch). So a resumed or re-run step draws the same noise, and so does the same global
     batch split differently over processes or accumulation steps (which is what makes two
-    processes train exactly like one). Noise does not depend on padding either.
+    processes train exactly like one). Noise does not depend on padding either. ``draw`` > 0
+    gives further independent draws for the same example (several masks per question).
 
     Returns:
         (k, B, n) float32 noise on the CPU, zeros at padding positions (they are masked anyway).
     """
     out = torch.zeros(k, len(positions), n)
     for b, (position, count) in enumerate(zip(positions, counts, strict=True)):
-        gen = noise_generator(seed, step, position, 0)
+        # stream 0 is the first draw; 1 is taken by train-reader's distractor sampling
+        gen = noise_generator(seed, step, position, 0 if draw == 0 else 1000 + draw)
         out[:, b, :count] = sample_gumbel((k, count), generator=gen)
     return out
 

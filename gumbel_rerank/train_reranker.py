@@ -92,7 +92,7 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
         )
         subset = [dev[i] for i in range(min(cfg.data.dev_subset, len(dev)))]
         evaluate = RerankerEvaluator(reader, subset, k=cfg.objective.mask.k, n_passages=cfg.data.n_passages)
-    objective = GumbelRerankLoss(reader, cfg.objective.mask)
+    objective = GumbelRerankLoss(reader, cfg.objective.mask, mask_samples=cfg.objective.mask_samples)
 
     def save(module: Reranker, directory: Path) -> None:
         module.save_pretrained(directory)

@@ -39,10 +39,17 @@ class GumbelRerankLoss:
 
     name = "gumbel"
 
-    def __init__(self, reader: Reader, mask: MaskConfig, score_chunk_size: int | None = None):
+    def __init__(
+        self,
+        reader: Reader,
+        mask: MaskConfig,
+        score_chunk_size: int | None = None,
+        mask_samples: int = 1,
+    ):
         self.reader = reader
         self.mask = mask
         self.score_chunk_size = score_chunk_size
+        self.mask_samples = mask_samples
 
     def loss(
         self, module: Reranker, batch: Batch, ctx: StepContext
@@ -50,15 +57,27 @@ class GumbelRerankLoss:
         scores, valid = module.score(batch.questions, batch.passages, chunk_size=self.score_chunk_size)
         n = scores.shape[1]
         counts = valid.sum(dim=1).tolist()
-        noise = None
-        if self.mask.mode != "deterministic":
-            noise = example_gumbel_noise(ctx.seed, ctx.step, batch.positions, counts, self.mask.k, n)
-        log_mask = relaxed_topk_log_mask(scores, valid, self.mask, noise=noise)  # (B, n)
+        samples = 1 if self.mask.mode == "deterministic" else self.mask_samples
+        log_masks = []
+        for draw in range(samples):
+            noise = None
+            if self.mask.mode != "deterministic":
+                noise = example_gumbel_noise(
+                    ctx.seed, ctx.step, batch.positions, counts, self.mask.k, n, draw=draw
+                )
+            log_masks.append(relaxed_topk_log_mask(scores, valid, self.mask, noise=noise))
+        log_mask = log_masks[0]  # (B, n), the one the diagnostics describe
 
         tokens = self.reader.tokenize_passages(batch.questions, batch.passages, n_passages=n)
         states = self.reader.encode(tokens)
         labels = self.reader.tokenize_targets(batch.targets)
-        per_example = self.reader.lm_loss(states, labels, log_mask.to(self.reader.device))
+        if samples > 1:
+            # S masks per question read the same encoder states: (S*B, N*L, D), draw-major
+            many = type(states)(states.hidden.repeat(samples, 1, 1), states.token_mask.repeat(samples, 1, 1))
+            stacked = torch.cat(log_masks).to(self.reader.device)  # (S*B, n)
+            per_example = self.reader.lm_loss(many, labels.repeat(samples, 1), stacked)
+        else:
+            per_example = self.reader.lm_loss(states, labels, log_mask.to(self.reader.device))
         loss = per_example.mean()
         metrics: dict[str, float] = {}
         if ctx.log:
