@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
 from .answers import contains_answer, match_normalize
-from .data import DataError, describe_type
+from .data import DataError, describe_type, open_input
 
 __all__ = ["KINDS", "ConversionReport", "add_arguments", "cli_main", "convert", "run_from_args"]
 
@@ -157,17 +157,6 @@ class _Record:
     label: int  # as shown in messages: 0-based list index, or 1-based JSONL line number
     ordinal: int  # 0-based position among the file's records (default question id)
     obj: Any
-
-
-def _open(path: Path, display: str) -> BinaryIO:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{display}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{display}: is a directory, expected a JSON or JSONL file") from None
-    except OSError as e:
-        raise DataError(f"{display}: cannot open: {e.strerror or e}") from None
 
 
 def _iter_records(f: BinaryIO, display: str) -> Iterator[_Record]:
@@ -696,7 +685,7 @@ def convert(
     seen: dict[str, int] = {}
     labels: list[int] = []  # input record of each output line (to map loader messages back)
 
-    with _open(src, display) as fin:
+    with open_input(src, display) as fin:
         records = _iter_records(fin, display)  # sniffs: bad files fail before dst is touched
         dst.parent.mkdir(parents=True, exist_ok=True)
         # Unique temporary name next to dst (same filesystem, so the rename is atomic).

@@ -331,17 +331,22 @@ class _Raw:
     size: int = 0  # characters of JSON text, to bound the rows buffered before a write
 
 
-def _sniff(path: Path, display: str) -> tuple[str, int]:
-    """Return ("list" | "lines", offset of the first non-whitespace byte)."""
+def open_input(path: Path, display: str, what: str = "JSON or JSONL") -> BinaryIO:
+    """Open an input file for binary reading; a missing or unreadable file is a DataError
+    naming ``display`` (the path as the user gave it) instead of an OSError traceback."""
     try:
-        f = path.open("rb")
+        return path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{display}: no such file") from None
     except IsADirectoryError:
-        raise DataError(f"{display}: is a directory, expected a JSON or JSONL file") from None
+        raise DataError(f"{display}: is a directory, expected a {what} file") from None
     except OSError as e:
         raise DataError(f"{display}: cannot open: {e.strerror or e}") from None
-    with f:
+
+
+def _sniff(path: Path, display: str) -> tuple[str, int]:
+    """Return ("list" | "lines", offset of the first non-whitespace byte)."""
+    with open_input(path, display) as f:
         offset = 0
         head = f.read(len(_BOM))
         if head == _BOM:

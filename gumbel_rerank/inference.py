@@ -70,7 +70,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .data import DataError
+from .data import DataError, describe_type, open_input
 from .durable import fsync_dir
 from .trec import (
     Collection,
@@ -132,33 +132,9 @@ class _Item:
 # Reading our format, record by record
 
 
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    for types, name in (
-        (bool, "a bool"),
-        (int, "an integer"),
-        (float, "a number"),
-        (str, "a string"),
-        (list, "a list"),
-        (dict, "an object"),
-    ):
-        if isinstance(value, types):
-            return name
-    return type(value).__name__
-
-
 def _sniff(path: Path, display: str) -> tuple[str, int]:
     """("list" | "lines" | "other", byte offset of the first non-whitespace character)."""
-    try:
-        f = path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{display}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{display}: is a directory, expected a file") from None
-    except OSError as e:
-        raise DataError(f"{display}: cannot open: {e.strerror or e}") from None
-    with f:
+    with open_input(path, display) as f:
         head = f.read(1 << 16)
     offset = len(_BOM) if head.startswith(_BOM) else 0
     stripped = head[offset:].lstrip(_JSON_WS.encode())
@@ -275,7 +251,7 @@ def _iter_json_list(path: Path, display: str, start: int) -> Iterator[tuple[int,
 
 def _str_field(value: Any, prefix: str, field: str, *, nonempty: bool) -> str:
     if type(value) is not str:
-        raise DataError(f"{prefix}{field}: expected a string, got {_kind(value)}")
+        raise DataError(f"{prefix}{field}: expected a string, got {describe_type(value)}")
     if nonempty and not value.strip():
         raise DataError(f"{prefix}{field}: empty string")
     if not value.isascii():
@@ -299,7 +275,7 @@ def _our_item(label: int, ordinal: int, obj: Any, display: str, max_passages: in
     """Validate one record of our format into an :class:`_Item` (the record itself is kept)."""
     prefix = f"{display}:{label}: "
     if type(obj) is not dict:
-        raise DataError(f"{prefix}<record>: expected a JSON object, got {_kind(obj)}")
+        raise DataError(f"{prefix}<record>: expected a JSON object, got {describe_type(obj)}")
     qid = str(ordinal) if obj.get("id") is None else _id_field(obj["id"], prefix, "id")
     if "question" not in obj:
         raise DataError(f"{prefix}question: missing field")
@@ -308,13 +284,13 @@ def _our_item(label: int, ordinal: int, obj: Any, display: str, max_passages: in
         raise DataError(f"{prefix}ctxs: missing field")
     ctxs = obj["ctxs"]
     if type(ctxs) is not list:
-        raise DataError(f"{prefix}ctxs: expected a list of passages, got {_kind(ctxs)}")
+        raise DataError(f"{prefix}ctxs: expected a list of passages, got {describe_type(ctxs)}")
     if max_passages is not None:
         ctxs = ctxs[:max_passages]  # passages past the cut are neither checked nor written
     docids = []
     for i, p in enumerate(ctxs):
         if type(p) is not dict:
-            raise DataError(f"{prefix}ctxs[{i}]: expected an object, got {_kind(p)}")
+            raise DataError(f"{prefix}ctxs[{i}]: expected an object, got {describe_type(p)}")
         if "text" not in p:
             raise DataError(f"{prefix}ctxs[{i}].text: missing field")
         _str_field(p["text"], prefix, f"ctxs[{i}].text", nonempty=False)

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .data import DataError
+from .data import DataError, open_input
 
 __all__ = [
     "Collection",
@@ -75,17 +75,6 @@ _QUERY_ID_COLUMNS = ("qid", "id", "_id", "query_id")
 
 def _display(path: str | os.PathLike) -> str:
     return os.fspath(path)
-
-
-def _open_binary(path: Path, display: str, what: str) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{display}: no such file ({what})") from None
-    except IsADirectoryError:
-        raise DataError(f"{display}: is a directory, expected a {what} file") from None
-    except OSError as e:
-        raise DataError(f"{display}: cannot open: {e.strerror or e}") from None
 
 
 def _decode(raw: bytes, display: str, lineno: int) -> str:
@@ -130,7 +119,7 @@ def _sniff_jsonl(path: Path, display: str, fmt: str, what: str) -> bool:
         return True
     if suffix in (".tsv", ".txt"):
         return False
-    with _open_binary(path, display, what) as f:
+    with open_input(path, display, what) as f:
         head = f.read(4096)
     if head.startswith(_BOM):
         head = head[len(_BOM) :]
@@ -210,7 +199,7 @@ def iter_trec_run(path: str | os.PathLike) -> Iterator[RunQuery]:
         ordered = tuple(sorted(block, key=lambda c: -c.score))
         return RunQuery(qid=qid, line=first_line, candidates=ordered)  # type: ignore[arg-type]
 
-    with _open_binary(Path(display), display, "TREC run") as f:
+    with open_input(Path(display), display, "TREC run") as f:
         for lineno, raw in enumerate(f, start=1):
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
@@ -524,7 +513,7 @@ class Collection:
 
     @staticmethod
     def _read_layout(path: Path, display: str) -> _TsvLayout | None:
-        with _open_binary(path, display, "collection") as f:
+        with open_input(path, display, "collection") as f:
             first = f.readline()
         if first.startswith(_BOM):
             first = first[len(_BOM) :]
@@ -564,7 +553,7 @@ class Collection:
                 )
             rows: list[tuple[str, int, int, int]] = []
             offset = 0
-            with _open_binary(path, display, "collection") as f:
+            with open_input(path, display, "collection") as f:
                 for lineno, raw in enumerate(f, start=1):
                     start, offset = offset, offset + len(raw)
                     if bar is not None and lineno % 10_000 == 0:
@@ -694,7 +683,7 @@ class Collection:
 
 
 def _iter_lines(path: Path, display: str, what: str) -> Iterable[tuple[int, str]]:
-    with _open_binary(path, display, what) as f:
+    with open_input(path, display, what) as f:
         for lineno, raw in enumerate(f, start=1):
             if lineno == 1 and raw.startswith(_BOM):
                 raw = raw[len(_BOM) :]
