@@ -24,18 +24,14 @@ from pathlib import Path
 
 import torch
 
+from gumbel_rerank.durable import write_atomic
+
 LATEST = "latest"
 STATE_FILE = "trainer_state.json"
 
 
 def checkpoint_name(step: int) -> str:
     return f"step-{step:07d}"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def latest_checkpoint(root: Path) -> Path | None:
@@ -80,7 +76,7 @@ def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:
     if final.exists():  # a re-run of the same step replaces the old copy only now
         shutil.rmtree(final)
     os.replace(tmp, final)
-    write_text_atomic(root / LATEST, final.name)
+    write_atomic(root / LATEST, final.name)
     # Only checkpoints older than the new one count against keep_last: a stale newer folder
     # (a crash after the rename, a hand-edited `latest`) must never push the new one out.
     older = sorted(p for p in root.glob("step-*") if p.name < final.name and (p / STATE_FILE).is_file())

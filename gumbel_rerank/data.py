@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .answers import contains_answer, contains_any, match_normalize
+from .durable import write_atomic
 
 __all__ = [
     "GOLD_FLAG_FIELDS",
@@ -922,20 +923,11 @@ def _build(path: Path, display: str, kind: str, start: int, options: dict, out: 
                 what = "no records"
             raise DataError([f"{display}: {what}", *report.skipped[:_MAX_MESSAGE_LINES]])
         # Report first: the Arrow file's presence means the load completed (see load_questions).
-        _atomic_write_text(out.with_name(_REPORT_NAME), json.dumps(report.__dict__))
+        write_atomic(out.with_name(_REPORT_NAME), json.dumps(report.__dict__))
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
     return report
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _fingerprint(path: Path, options: dict) -> str:

@@ -67,11 +67,12 @@ import math
 import os
 import random
 import re
-import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from gumbel_rerank.durable import write_atomic
 
 from .synthetic import SYLLABLES, pseudo_words
 
@@ -624,11 +625,6 @@ def write_demo_data(spec: DemoSpec, directory: str | os.PathLike) -> dict[str, P
     paths: dict[str, Path] = {}
     for split, records in generate_all(spec).items():
         path = out / f"{split}.jsonl"
-        tmp = out / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        try:
-            tmp.write_text(_jsonl(records), encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_atomic(path, _jsonl(records))
         paths[split] = path
     return paths

@@ -71,7 +71,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .data import DataError, describe_type, open_input
-from .durable import fsync_dir
+from .durable import fsync_dir, write_atomic
 from .trec import (
     Collection,
     RunQuery,
@@ -391,12 +391,7 @@ def _encode_record(record: dict) -> bytes:
 
 
 def _write_state(path: Path, state: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        json.dump(state, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(state, indent=1))
 
 
 def _reranker_fingerprint(directory: Path) -> str:

@@ -9,8 +9,8 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from gumbel_rerank.checkpointing import write_text_atomic
 from gumbel_rerank.config import RunConfig, to_dict
+from gumbel_rerank.durable import write_atomic
 
 
 class MetricsLog:
@@ -31,7 +31,7 @@ class MetricsLog:
                         kept.append(line)
                 except (json.JSONDecodeError, KeyError, TypeError):
                     continue  # a line cut by a crash mid-write
-            write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+            write_atomic(path, "".join(f"{line}\n" for line in kept))
 
     def write(self, step: int, values: dict[str, float], wandb_run: Any = None) -> None:
         if not self.enabled:

@@ -21,11 +21,11 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from gumbel_rerank.durable import write_atomic
 
 __all__ = [
     "format_percent",
@@ -184,16 +184,6 @@ def render_markdown(report: Mapping[str, Any]) -> str:
 # Files
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    # Unique temporary name: two processes writing the same report never share a temp file.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _json_safe(value: Any) -> Any:
     """NaN / inf become None (strict JSON has no such numbers); tuples become lists."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -257,7 +247,7 @@ def plot_recall_at_k(report: Mapping[str, Any], path: Path) -> Path:
     ax.set_ylim(0, 102)
     ax.grid(True, alpha=0.3)
     ax.set_title(f"Recall@k ({report.get('questions_with_gold', '?')} questions with gold)")
-    _atomic_write_bytes(path, _png_bytes(figure))
+    write_atomic(path, _png_bytes(figure))
     return path
 
 
@@ -312,7 +302,7 @@ def plot_training_curves(metrics_log: Path, path: Path) -> Path:
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     figure.suptitle(str(metrics_log))
-    _atomic_write_bytes(path, _png_bytes(figure))
+    write_atomic(path, _png_bytes(figure))
     return path
 
 
@@ -338,8 +328,8 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n"
     paths = [out_dir / "report.json", out_dir / "report.md"]
-    _atomic_write_bytes(paths[0], text.encode("utf-8"))
-    _atomic_write_bytes(paths[1], render_markdown(report).encode("utf-8"))
+    write_atomic(paths[0], text.encode("utf-8"))
+    write_atomic(paths[1], render_markdown(report).encode("utf-8"))
     paths.append(plot_recall_at_k(report, out_dir / "recall_at_k.png"))
     if metrics_log is not None:
         paths.append(plot_training_curves(Path(metrics_log), out_dir / "training_curves.png"))
