@@ -6,6 +6,17 @@ import argparse
 import sys
 
 
+def positive_int(text: str) -> int:
+    """argparse type for counts: a clear message instead of a traceback or a silent 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _env(args: argparse.Namespace) -> int:
     from gumbel_rerank.envinfo import environment_report, format_report
 

@@ -81,6 +81,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
+from gumbel_rerank.cli import positive_int
+
 from .answers import contains_answer, match_normalize
 from .data import DataError, describe_type, open_input
 
@@ -786,16 +788,6 @@ def _map_message(message: str, tmp: Path, display: str, labels: list[int]) -> st
 # Command line
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``convert`` arguments (KIND SRC DST and options) to ``parser``, so the main CLI
     can mount it as a subcommand (with ``func=run_from_args``)."""
@@ -811,10 +803,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("dst", metavar="DST", help="output JSONL file (written atomically)")
     parser.add_argument(
-        "--max-passages", type=_positive_int, metavar="N", help="keep the first N passages"
+        "--max-passages", type=positive_int, metavar="N", help="keep the first N passages"
     )
     parser.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="stop after N questions (quick runs)"
+        "--limit", type=positive_int, metavar="N", help="stop after N questions (quick runs)"
     )
     parser.add_argument(
         "--keep-unanswerable",

@@ -40,6 +40,7 @@ import torch
 from ir_measures import RR, Qrel, R, ScoredDoc, nDCG
 
 from gumbel_rerank.answers import exact_match, f1
+from gumbel_rerank.cli import positive_int
 from gumbel_rerank.masks import hard_topk
 from gumbel_rerank.reader.base import Reader
 
@@ -481,16 +482,6 @@ class ReaderEvaluator:
 # Command line: gumbel-rerank evaluate
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``evaluate`` options to ``parser`` (for a subcommand); returns it."""
     parser.add_argument("--data", required=True, type=Path, help="question file (JSON or JSONL)")
@@ -502,22 +493,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument(
         "--base-config", help="reader T5 configuration: t5-base, t5-large or a config.json path"
     )
-    parser.add_argument("--text-maxlength", type=_positive_int, help="reader tokens per passage")
+    parser.add_argument("--text-maxlength", type=positive_int, help="reader tokens per passage")
     parser.add_argument(
-        "--k", nargs="+", type=_positive_int, default=list(DEFAULT_KS), help="ranking cut-offs"
+        "--k", nargs="+", type=positive_int, default=list(DEFAULT_KS), help="ranking cut-offs"
     )
     parser.add_argument(
         "--em-k",
         nargs="+",
-        type=_positive_int,
+        type=positive_int,
         default=list(DEFAULT_EM_KS),
         help="passages the reader reads for EM/F1",
     )
     parser.add_argument(
-        "--n-passages", type=_positive_int, help="candidates per question (first N)"
+        "--n-passages", type=positive_int, help="candidates per question (first N)"
     )
-    parser.add_argument("--batch-size", type=_positive_int, default=16)
-    parser.add_argument("--max-new-tokens", type=_positive_int, help="reader generation length")
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument("--max-new-tokens", type=positive_int, help="reader generation length")
     parser.add_argument("--gold-field", help="per-passage gold flag (default: auto-detect)")
     parser.add_argument("--out", type=Path, help="write report.json, report.md and plots here")
     parser.add_argument(
