@@ -53,6 +53,7 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 DELEGATED = {
     "convert": ("gumbel_rerank.converters", "convert a raw dataset (HotpotQA, MuSiQue, 2Wiki, FiD NQ/TQA) to our format"),
     "evaluate": ("gumbel_rerank.evaluation", "Recall/MRR/nDCG, indirect-evidence subset, EM/F1; JSON, markdown, plots"),
+    "demo-reader": ("gumbel_rerank.demo_reader", "remake the demo's shipped reader (demo data, tokenizer, train-reader recipe)"),
     "rerank": ("gumbel_rerank.inference", "rerank our JSON/JSONL or a TREC run with a trained reranker (streaming, resumable)"),
 }
 

@@ -9,11 +9,11 @@ Every question needs two passages, chained through an intermediate ("bridge") en
 The question composes a LINK relation (person -> person: mentor, spouse, ...; :data:`LINKS`)
 with an ATTRIBUTE relation (person -> value: city, color, ...; :data:`ATTRIBUTES`). The bridge
 passage states the link for the question's entity and names the intermediate entity, never the
-answer; the answer passage states the attribute of the intermediate entity and never names the
-question's entity. What each passage offers a pointwise reranker follows demo.md: the bridge
-shares the question's entity (a rare word); the answer passage shares the question's relation
-words ("born in the city") but no entity, since a passage sharing nothing with the question
-cannot be ranked high by any reranker that scores passages one at a time. Two link templates
+answer; the answer passage states the attribute of the intermediate entity and, unless it is
+cued (below), does not name the question's entity. What each passage offers a pointwise reranker
+follows demo.md: the bridge shares the question's entity (a rare word); the answer passage
+shares the question's relation words ("born in the city"), since a passage sharing nothing with
+the question cannot be ranked high by any reranker that scores passages one at a time. Two link templates
 share their noun with the question ("sister", "coach"); the others do not ("mentor" vs "studied
 under the teacher"), so telling the bridge from the question entity's other links is partly a
 lexical and partly a learned match.
@@ -46,6 +46,15 @@ learn to copy only values they have produced in training. The PEOPLE (question e
 intermediate entities and everyone in distractors) are pronounceable pseudo-words
 (:func:`gumbel_rerank.synthetic.pseudo_words`, one word-level token each) from pools that are
 disjoint between train, dev and test, so dev/test measure reading, not recall.
+
+**The answer cue.** A cross-encoder scores each passage alone, so an answer passage that names
+only the intermediate entity cannot be told from another "X was born in the city Y" passage by
+any pointwise reranker (demo.md measured this). A fraction ``DemoSpec.answer_cue`` of questions
+(drawn per question) therefore get a cued answer passage that also names the question's entity
+through the link, as an apposition: "bakomu , the mentor of nilo , was born in the city lima ."
+(``answer_cued`` on the record). On cued questions the answer passage alone answers the question;
+on uncued ones only the bridge tells the answer passage from the wrong chain, which is what the
+demo's reading check measures.
 
 The incoming order is a lexical retriever's: Okapi BM25 (k1 = 1.2, b = 0.75) of the question's
 word tokens against each passage's "title text", ``ctxs`` sorted by score descending, the score
@@ -161,16 +170,20 @@ DISTRACTOR_KINDS: dict[str, str] = {
     "made any more in a question falls back to (a second entity_trap, a fifth entity_attribute)",
 }
 
-#: Default mix for 8 distractors (n_passages=10): 4 passages besides the answer state the asked
-#: attribute (entity_trap, 2 x linked_attribute, same_attribute), 3 name the question's entity.
+#: Default mix for 8 distractors (n_passages=10). Two passages besides the answer state the asked
+#: attribute: the entity_trap (names E: a one-hop reader's wrong answer) and one
+#: linked_attribute (a complete wrong chain through E's other link). Without the bridge a reader
+#: is at a coin flip between the answer passage and that chain; with it, it is sure. Five
+#: passages name E (bridge, trap, 2 x entity_attribute, entity_link), so finding the bridge
+#: takes the link's words, not the name alone. Only one non-E competitor, because a pointwise
+#: reranker cannot tell an uncued answer passage from it (module docstring).
 DEFAULT_MIX: tuple[tuple[str, int], ...] = (
     ("entity_trap", 1),
-    ("entity_attribute", 1),
+    ("entity_attribute", 2),
     ("entity_link", 1),
     ("other_bridge", 1),
-    ("linked_attribute", 2),
-    ("intermediate_attribute", 1),
-    ("same_attribute", 1),
+    ("linked_attribute", 1),
+    ("intermediate_attribute", 2),
 )
 
 # Kinds are built in this order whatever the mix lists first: linked_attribute needs the people
@@ -219,6 +232,8 @@ class DemoSpec:
             apportioned to the distractor slots (:func:`distractor_counts`).
         bm25_k1, bm25_b: BM25 parameters of the incoming order.
         idf_scope: ``"split"`` (corpus = all candidates of the split) or ``"question"``.
+        answer_cue: fraction of questions whose answer passage also names the question's
+            entity (module docstring, "the answer cue"); 0 = never, 1 = always.
     """
 
     n_train: int = 4000
@@ -234,6 +249,7 @@ class DemoSpec:
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     idf_scope: str = "split"
+    answer_cue: float = 0.5
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_dev", "n_test"):
@@ -270,6 +286,8 @@ class DemoSpec:
             )
         if self.idf_scope not in ("split", "question"):
             raise ValueError(f"idf_scope must be 'split' or 'question', got {self.idf_scope!r}")
+        if not 0.0 <= self.answer_cue <= 1.0:
+            raise ValueError(f"answer_cue must be in [0, 1], got {self.answer_cue}")
         if self.bm25_k1 < 0 or not 0 <= self.bm25_b <= 1:
             raise ValueError("BM25 needs k1 >= 0 and 0 <= b <= 1")
 
@@ -290,7 +308,7 @@ def _check_split(split: str) -> None:
 
 def _template_texts() -> list[str]:
     """Every fixed string of the generator (templates with their slots emptied, values)."""
-    texts = [FIELD_WORDS, "the of"]  # "the {noun} of {entity}" inside questions
+    texts = [FIELD_WORDS, "the of ,"]  # "the {noun} of {entity}" in questions and answer cues
     for noun, template in LINKS.values():
         texts += [noun, template.format(s="", o="")]
     for question, template, values in ATTRIBUTES.values():
@@ -368,7 +386,11 @@ def distractor_counts(spec: DemoSpec) -> dict[str, int]:
 # One question
 
 
-def _fact_text(subject: str, relation: str, obj: str) -> str:
+def _fact_text(subject: str, relation: str, obj: str, cue: str = "") -> str:
+    """The passage text stating (subject, relation, obj); ``cue`` is an apposition after the
+    subject ("bakomu , the mentor of nilo , was born ...")."""
+    if cue:
+        subject = f"{subject} , {cue} ,"
     if relation in LINKS:
         return LINKS[relation][1].format(s=subject, o=obj)
     return ATTRIBUTES[relation][1].format(s=subject, a=obj)
@@ -377,7 +399,9 @@ def _fact_text(subject: str, relation: str, obj: str) -> str:
 class _Question:
     """The facts of one question, kept consistent: each (subject, relation) stated once."""
 
-    def __init__(self, rng: random.Random, people: Iterator[str], link: str, attr: str):
+    def __init__(
+        self, rng: random.Random, people: Iterator[str], link: str, attr: str, cued: bool
+    ):
         self.rng = rng
         self.people = people
         self.link = link
@@ -390,16 +414,17 @@ class _Question:
         self.dangling: list[str] = []  # people named by link distractors, awaiting an attribute
         self.passages: list[dict] = []
         self._add(self.entity, link, self.middle, "bridge")
-        self._add(self.middle, attr, self.answer, "answer")
+        cue = f"the {LINKS[link][0]} of {self.entity}" if cued else ""
+        self._add(self.middle, attr, self.answer, "answer", cue)
 
-    def _add(self, subject: str, relation: str, obj: str, role: str) -> None:
+    def _add(self, subject: str, relation: str, obj: str, role: str, cue: str = "") -> None:
         if (subject, relation) in self.facts:  # a bug in a maker, never data-dependent
             raise AssertionError(f"{subject} {relation} stated twice")
         self.facts[(subject, relation)] = obj
         self.passages.append(
             {
                 "title": subject,
-                "text": _fact_text(subject, relation, obj),
+                "text": _fact_text(subject, relation, obj, cue),
                 "gold": role in ("bridge", "answer"),
                 "role": role,
             }
@@ -474,7 +499,8 @@ def _question(
     attr = rng.choice(sorted(ATTRIBUTES))
     link = rng.choice(sorted(LINKS))
     people = iter(rng.sample(list(pool), 2 * spec.n_passages))
-    q = _Question(rng, people, link, attr)
+    cued = rng.random() < spec.answer_cue
+    q = _Question(rng, people, link, attr, cued)
     for kind in _BUILD_ORDER:
         for _ in range(counts.get(kind, 0)):
             q.add_distractor(kind)
@@ -495,6 +521,7 @@ def _question(
         "bridge_entity": q.middle,
         "link": link,
         "attribute": attr,
+        "answer_cued": cued,
     }
 
 
@@ -595,7 +622,8 @@ def generate_split(spec: DemoSpec, split: str) -> list[dict]:
 
     Each record: ``id``, ``question``, ``target``, ``answers`` (the target alone), ``ctxs``
     (``id``, ``title``, ``text``, ``gold``, ``role``, ``score``), and, for analysis only,
-    ``question_entity``, ``bridge_entity`` (the intermediate entity), ``link``, ``attribute``.
+    ``question_entity``, ``bridge_entity`` (the intermediate entity), ``link``, ``attribute``,
+    ``answer_cued`` (the answer passage also names the question's entity).
     """
     _check_split(split)
     pool = entity_pools(spec)[split]

@@ -1,0 +1,176 @@
+"""Remake the demo's shipped reader: ``gumbel-rerank demo-reader --out DIR``.
+
+One command writes the reader's training data (the demo generator with more training
+questions), a word-level tokenizer over the demo vocabulary, a randomly initialised tiny T5, and
+then runs ``train-reader`` with the recipe in ``demo_assets/reader_recipe.yaml`` (overridable
+with ``--section.key=value``, resumable with ``--resume``). The trained reader ends in
+``DIR/run/model``; copying that folder to ``gumbel_rerank/demo_assets/reader`` ships it.
+
+Why this recipe (measured, ``shared/docs/demo.md`` and ``docs/bugs-and-fixes.md``): answers
+are a small closed set of single tokens shared by all splits, so the reader only has to learn
+to *choose* the right passage, not to spell new names; the curriculum starts on the answer
+passage, then adds distractors step by step up to all ten candidates, because the reader is
+used by G-Rerank on all ten (with a soft mask over them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import T5Config, T5ForConditionalGeneration
+
+from gumbel_rerank.config import ConfigError, ReaderTrainConfig, from_dict, parse_overrides
+from gumbel_rerank.demo_data import DemoSpec, demo_vocabulary, write_demo_data
+from gumbel_rerank.wordlevel import train_t5_tokenizer
+
+ASSETS = Path(__file__).resolve().parent / "demo_assets"
+RECIPE = ASSETS / "reader_recipe.yaml"
+SHIPPED_READER = ASSETS / "reader"
+
+#: Training questions for the reader (the demo's reranker uses the default 4000): more distinct
+#: questions cost nothing to generate and keep a long run from revisiting the same contexts.
+READER_TRAIN_QUESTIONS = 40000
+
+
+@dataclass(frozen=True)
+class DemoReaderArch:
+    """The shipped reader's T5 shape (about 3 M parameters, 12 MB in float32).
+
+    Four decoder layers because answering takes three look-ups in sequence: the bridge (which
+    names the question's entity), the passage whose subject is the bridge's object, and the
+    value in it; the encoder sees one passage at a time and cannot do the matching.
+    """
+
+    d_model: int = 128
+    d_ff: int = 512
+    d_kv: int = 32
+    num_heads: int = 4
+    encoder_layers: int = 3
+    decoder_layers: int = 4
+    relative_attention_num_buckets: int = 32
+    relative_attention_max_distance: int = 64
+
+    def t5_config(self, vocab_size: int) -> T5Config:
+        """The HF configuration; T5's special ids (pad 0 = decoder start, eos 1)."""
+        return T5Config(
+            vocab_size=vocab_size,
+            d_model=self.d_model,
+            d_ff=self.d_ff,
+            d_kv=self.d_kv,
+            num_heads=self.num_heads,
+            num_layers=self.encoder_layers,
+            num_decoder_layers=self.decoder_layers,
+            relative_attention_num_buckets=self.relative_attention_num_buckets,
+            relative_attention_max_distance=self.relative_attention_max_distance,
+            dropout_rate=0.0,
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+
+
+def reader_spec(n_train: int = READER_TRAIN_QUESTIONS) -> DemoSpec:
+    """The default demo spec with ``n_train`` training questions; dev and test are the demo's
+    own (a question does not depend on the split size)."""
+    return DemoSpec(n_train=n_train)
+
+
+def build_initial_reader(
+    directory: str | Path, spec: DemoSpec, arch: DemoReaderArch | None = None, seed: int = 0
+) -> Path:
+    """Write a word-level tokenizer over the demo vocabulary and a random T5 to ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_t5_tokenizer([" ".join(demo_vocabulary(spec))], directory)
+    torch.manual_seed(seed)
+    model = T5ForConditionalGeneration((arch or DemoReaderArch()).t5_config(len(tokenizer)))
+    model.save_pretrained(str(directory))
+    return directory
+
+
+def recipe_config(out: Path, overrides: list[str] | None = None) -> ReaderTrainConfig:
+    """The train-reader config of the recipe with this run's paths, then ``overrides``."""
+    data = yaml.safe_load(RECIPE.read_text())
+    data.setdefault("data", {}).update(
+        train=str(out / "data" / "train.jsonl"), dev=str(out / "data" / "dev.jsonl")
+    )
+    data.setdefault("reader", {})["path"] = str(out / "init")
+    data.setdefault("run", {})["output_dir"] = str(out / "run")
+    extra = parse_overrides(overrides or [])
+    for section, values in extra.items():
+        if isinstance(values, dict) and isinstance(data.get(section), dict):
+            data[section] = {**data[section], **values}
+        else:
+            data[section] = values
+    return from_dict(ReaderTrainConfig, data, f"{RECIPE} + overrides")
+
+
+def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS) -> None:
+    """Data (always the default demo spec) and the initial reader (random init from ``seed``)
+    under ``out``; each is skipped when already there, so a resume reuses them."""
+    spec = reader_spec(n_train)
+    if not (out / "data" / "train.jsonl").is_file():
+        print(f"demo-reader: writing {spec.n_train} training questions to {out / 'data'}", flush=True)
+        write_demo_data(spec, out / "data")
+    if not (out / "init" / "model.safetensors").is_file():
+        build_initial_reader(out / "init", spec, seed=seed)
+
+
+def cli_main(argv: list[str]) -> int:
+    """``gumbel-rerank demo-reader``: prepare and train the demo reader."""
+    from gumbel_rerank.cli import positive_int
+    from gumbel_rerank.train_reader import run_train_reader
+
+    parser = argparse.ArgumentParser(
+        prog="gumbel-rerank demo-reader",
+        description="Remake the demo's reader: demo data, tokenizer, random T5, then train-reader "
+        "with demo_assets/reader_recipe.yaml. Any recipe key can be overridden: --optim.max_steps=500",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="work folder (data, init, run)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--train-questions",
+        type=positive_int,
+        default=READER_TRAIN_QUESTIONS,
+        help="training questions to generate (only when --out has no data yet)",
+    )
+    args, rest = parser.parse_known_args(argv)
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        parser.error(f"overrides take the form --section.key=value, got: {' '.join(bad)}")
+    try:
+        cfg = recipe_config(args.out, rest + (["--run.resume=true"] if args.resume else []))
+        prepare(args.out, seed=cfg.run.seed, n_train=args.train_questions)
+        run_train_reader(cfg)
+    except ConfigError as err:
+        print(f"gumbel-rerank demo-reader: config error: {err}", file=sys.stderr)
+        return 2
+    model = args.out / "run" / "model"
+    if not model.is_dir():  # stopped early (SIGUSR1): the checkpoint is saved, nothing to check
+        print(f"demo-reader: stopped before the end; continue with --resume (run in {args.out / 'run'})")
+        return 0
+    print(f"demo-reader: the trained reader is in {model}; reading check on dev:")
+    print(check_reader(model, args.out / "data" / "dev.jsonl", cfg.run.device))
+    return 0
+
+
+def check_reader(model: Path, dev: Path, device: str = "auto") -> str:
+    """The reading check (``gumbel_rerank.reading_check``) of a saved demo reader, as markdown;
+    also written next to the model as ``reading_check.json``."""
+    from gumbel_rerank.durable import write_atomic
+    from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
+    from gumbel_rerank.reading_check import format_reading_check, read_demo_records, reading_check
+    from gumbel_rerank.training import resolve_device
+
+    recipe = recipe_config(model.parent.parent)
+    settings = FiDReaderConfig(**{**recipe.reader.settings.__dict__})
+    reader = FiDReader.from_pretrained(model, config=settings).to(resolve_device(device))
+    result = reading_check(reader, read_demo_records(dev))
+    write_atomic(model / "reading_check.json", json.dumps(result, indent=1) + "\n")
+    return format_reading_check(result)
