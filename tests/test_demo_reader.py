@@ -67,7 +67,7 @@ def test_demo_reader_trains_and_the_check_sees_copying_but_no_bridge_use(tmp_pat
         ]
     )  # fmt: skip
     assert rc == 0
-    assert sum(1 for _ in open(out / "data" / "train.jsonl")) == 300
+    assert len((out / "data" / "train.jsonl").read_text().splitlines()) == 300
     result = json.loads((out / "run" / "model" / "reading_check.json").read_text())
     assert set(result) == {"n", *CONTEXTS} and all(set(result[c]) == set(SUBSETS) for c in CONTEXTS)
     assert result["n"] == {"all": 500, "cued": result["n"]["cued"], "uncued": 500 - result["n"]["cued"]}
