@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 from transformers import T5Config, T5ForConditionalGeneration
 
-from gumbel_rerank.config import ConfigError, ReaderTrainConfig, from_dict, parse_overrides
+from gumbel_rerank.config import ConfigError, ReaderTrainConfig, load_config
 from gumbel_rerank.demo_data import DemoSpec, demo_vocabulary, write_demo_data
+from gumbel_rerank.reader.fid import FiDReaderConfig
 from gumbel_rerank.wordlevel import train_t5_tokenizer
 
 ASSETS = Path(__file__).resolve().parent / "demo_assets"
@@ -95,20 +95,18 @@ def build_initial_reader(
 
 
 def recipe_config(out: Path, overrides: list[str] | None = None) -> ReaderTrainConfig:
-    """The train-reader config of the recipe with this run's paths, then ``overrides``."""
-    data = yaml.safe_load(RECIPE.read_text())
-    data.setdefault("data", {}).update(
-        train=str(out / "data" / "train.jsonl"), dev=str(out / "data" / "dev.jsonl")
-    )
-    data.setdefault("reader", {})["path"] = str(out / "init")
-    data.setdefault("run", {})["output_dir"] = str(out / "run")
-    extra = parse_overrides(overrides or [])
-    for section, values in extra.items():
-        if isinstance(values, dict) and isinstance(data.get(section), dict):
-            data[section] = {**data[section], **values}
-        else:
-            data[section] = values
-    return from_dict(ReaderTrainConfig, data, f"{RECIPE} + overrides")
+    """The train-reader config of the recipe with this run's paths, then ``overrides``.
+
+    The paths are passed as overrides ahead of the user's, so the config system's own deep
+    merge applies and a user override (even of a path) wins.
+    """
+    paths = [
+        f"--data.train={out / 'data' / 'train.jsonl'}",
+        f"--data.dev={out / 'data' / 'dev.jsonl'}",
+        f"--reader.path={out / 'init'}",
+        f"--run.output_dir={out / 'run'}",
+    ]
+    return load_config(ReaderTrainConfig, RECIPE, paths + list(overrides or []))
 
 
 def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS) -> None:
@@ -156,20 +154,18 @@ def cli_main(argv: list[str]) -> int:
         print(f"demo-reader: stopped before the end; continue with --resume (run in {args.out / 'run'})")
         return 0
     print(f"demo-reader: the trained reader is in {model}; reading check on dev:")
-    print(check_reader(model, args.out / "data" / "dev.jsonl", cfg.run.device))
+    print(check_reader(model, args.out / "data" / "dev.jsonl", cfg.reader.settings, cfg.run.device))
     return 0
 
 
-def check_reader(model: Path, dev: Path, device: str = "auto") -> str:
+def check_reader(model: Path, dev: Path, settings: FiDReaderConfig, device: str = "auto") -> str:
     """The reading check (``gumbel_rerank.reading_check``) of a saved demo reader, as markdown;
     also written next to the model as ``reading_check.json``."""
     from gumbel_rerank.durable import write_atomic
-    from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
+    from gumbel_rerank.reader.fid import FiDReader
     from gumbel_rerank.reading_check import format_reading_check, read_demo_records, reading_check
     from gumbel_rerank.training import resolve_device
 
-    recipe = recipe_config(model.parent.parent)
-    settings = FiDReaderConfig(**{**recipe.reader.settings.__dict__})
     reader = FiDReader.from_pretrained(model, config=settings).to(resolve_device(device))
     result = reading_check(reader, read_demo_records(dev))
     write_atomic(model / "reading_check.json", json.dumps(result, indent=1) + "\n")
