@@ -180,6 +180,13 @@ class Question:
         with_answer = set(self.answer_passages or ())
         return tuple(i for i in self.gold_indices if i not in with_answer)
 
+    @property
+    def direct_gold_indices(self) -> tuple[int, ...]:
+        """Gold passages that contain an answer (the complement of the indirect subset among
+        the gold), e.g. the answer passage of a two-hop question."""
+        with_answer = set(self.answer_passages or ())
+        return tuple(i for i in self.gold_indices if i in with_answer)
+
 
 # --------------------------------------------------------------------------------------------
 # Arrow-backed set

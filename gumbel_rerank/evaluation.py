@@ -9,6 +9,8 @@ What is measured (method.md section 4):
 * The same on the "indirectly relevant" subset: gold passages that do not contain an answer
   (``Question.indirect_gold_indices``) are the relevant set, over the questions that have one.
   Answer-containing gold passages stay in the ranking (they take slots) but do not count.
+* And on the "directly relevant" subset (``Question.direct_gold_indices``): gold passages that
+  contain an answer, e.g. the answer passage of a two-hop question, whose bridge is indirect.
 * End to end: EM and F1 (:mod:`gumbel_rerank.answers`, max over the gold answers) of the
   reader's greedy answer from the reranker's hard top-k and from the retriever's first k.
 
@@ -269,6 +271,7 @@ def evaluate(
              "rankings": {"reranker": {"R@1": .., "MRR": .., "nDCG@1": .., "AllGold@1": ..},
                           "retriever": {...}},
              "indirect": {"questions": M, "reranker": {...}, "retriever": {...}},
+             "direct": {"questions": D, "reranker": {...}, "retriever": {...}},
              "end_to_end": {"reranker": {"EM@1": .., "F1@1": .., ...}, "retriever": {...}},
              "config": {...}}
 
@@ -285,6 +288,7 @@ def evaluate(
     orders: dict[str, dict[str, list[int]]] = {name: {} for name in names}
     gold: dict[str, list[int]] = {}
     indirect: dict[str, list[int]] = {}
+    direct: dict[str, list[int]] = {}
     em = {name: {k: [] for k in em_ks} for name in names}
     f1s = {name: {k: [] for k in em_ks} for name in names}
 
@@ -314,6 +318,7 @@ def evaluate(
                 orders["retriever"][key] = list(range(counts[row]))
                 gold[key] = [i for i in q.gold_indices if i < counts[row]]
                 indirect[key] = [i for i in q.indirect_gold_indices if i < counts[row]]
+                direct[key] = [i for i in q.direct_gold_indices if i < counts[row]]
             if reader is not None:
                 tokens = reader.tokenize_passages(texts, passages, n_passages=n)
                 states = reader.encode(tokens)  # once per batch; every top-k is a gather
@@ -346,12 +351,14 @@ def evaluate(
 
     rankings, with_gold = rows(gold)
     indirect_rows, with_indirect = rows(indirect)
+    direct_rows, with_direct = rows(direct)
     report: dict[str, Any] = {
         "questions": done,
         "questions_with_gold": with_gold,
         "questions_without_gold": done - with_gold,
         "rankings": rankings,
         "indirect": {"questions": with_indirect, **indirect_rows},
+        "direct": {"questions": with_direct, **direct_rows},
     }
     if reader is not None:
         end_to_end: dict[str, dict[str, float]] = {}

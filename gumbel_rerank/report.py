@@ -150,18 +150,21 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     rankings = _ranking_rows(report.get("rankings", {}))
     parts += _ranking_tables(rankings) or ["No question has a gold passage."]
 
-    indirect = report.get("indirect", {})
-    parts.append("## Ranking: indirectly relevant gold passages (without the answer)")
-    indirect_rows = _ranking_rows(indirect)
-    tables = _ranking_tables(indirect_rows)
-    if tables:
-        parts.append(
-            f"{indirect.get('questions', 0)} questions have a gold passage that does not contain "
-            "the answer; those passages are the relevant set."
-        )
-        parts += tables
-    else:
-        parts.append("No question has a gold passage without the answer.")
+    for key, title, which in (
+        ("indirect", "indirectly relevant gold passages (without the answer)", "does not contain"),
+        ("direct", "directly relevant gold passages (with the answer)", "contains"),
+    ):
+        section = report.get(key, {})
+        parts.append(f"## Ranking: {title}")
+        tables = _ranking_tables(_ranking_rows(section))
+        if tables:
+            parts.append(
+                f"{section.get('questions', 0)} questions have a gold passage that {which} "
+                "the answer; those passages are the relevant set."
+            )
+            parts += tables
+        else:
+            parts.append(f"No question has a gold passage that {which} the answer.")
 
     if "end_to_end" in report:
         rows = report["end_to_end"]

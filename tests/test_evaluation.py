@@ -181,6 +181,15 @@ def test_indirect_subset_selection_and_retriever_only_report():
     assert (row["R@1"], row["R@2"], row["R@3"]) == (0.0, 0.0, 1.0)
     assert row["MRR"] == pytest.approx(1 / 3)
     assert row["nDCG@3"] == pytest.approx(1 / math.log2(4))
+    # The direct subset: answer-containing gold ("bridge": position 0, "direct": position 1).
+    assert HAND_QUESTIONS[0].direct_gold_indices == (0,)
+    assert HAND_QUESTIONS[1].direct_gold_indices == (1,)
+    assert HAND_QUESTIONS[2].direct_gold_indices == ()  # "Polonium!" has the answer, not gold
+    answer = report["direct"]
+    assert answer["questions"] == 2
+    row = answer["retriever"]
+    assert (row["R@1"], row["R@2"]) == (0.5, 1.0)
+    assert row["MRR"] == pytest.approx((1 + 1 / 2) / 2)
     json.dumps(report, allow_nan=False)  # JSON-able as is
 
 
@@ -361,7 +370,8 @@ def test_report_of_a_set_without_indirect_or_gold_passages(tmp_path):
     paths = write_report(report, tmp_path)
     md = paths[1].read_text()
     assert "No question has a gold passage." in md
-    assert "No question has a gold passage without the answer." in md
+    assert "No question has a gold passage that does not contain the answer." in md
+    assert "No question has a gold passage that contains the answer." in md
     assert paths[2].read_bytes().startswith(PNG_SIGNATURE)
 
 
