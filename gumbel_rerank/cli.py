@@ -17,6 +17,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def check_overrides(parser: argparse.ArgumentParser, rest: list[str]) -> list[str]:
+    """The leftover arguments of ``parse_known_args``, which must all be config overrides
+    ``--section.key=value``; anything else stops with a usage error naming it."""
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        parser.error(f"overrides take the form --section.key=value, got: {' '.join(bad)}")
+    return rest
+
+
 def _env(args: argparse.Namespace) -> int:
     from gumbel_rerank.envinfo import environment_report, format_report
 
@@ -54,6 +63,7 @@ DELEGATED = {
     "convert": ("gumbel_rerank.converters", "convert a raw dataset (HotpotQA, MuSiQue, 2Wiki, FiD NQ/TQA) to our format"),
     "evaluate": ("gumbel_rerank.evaluation", "Recall/MRR/nDCG, indirect-evidence subset, EM/F1; JSON, markdown, plots"),
     "demo-reader": ("gumbel_rerank.demo_reader", "remake the demo's shipped reader (demo data, tokenizer, train-reader recipe)"),
+    "demo": ("gumbel_rerank.demo", "the demo: G-Rerank on the embedded two-hop data, with baselines and a report"),
     "rerank": ("gumbel_rerank.inference", "rerank our JSON/JSONL or a TREC run with a trained reranker (streaming, resumable)"),
 }
 
@@ -92,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return args.func(args)
-    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
-    if bad:
-        parser.error(f"overrides take the form --section.key=value, got: {' '.join(bad)}")
+    check_overrides(parser, rest)
     try:
         return args.func(args, rest)
     except ConfigError as err:

@@ -122,7 +122,7 @@ def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS) -> 
 
 def cli_main(argv: list[str]) -> int:
     """``gumbel-rerank demo-reader``: prepare and train the demo reader."""
-    from gumbel_rerank.cli import positive_int
+    from gumbel_rerank.cli import check_overrides, positive_int
     from gumbel_rerank.train_reader import run_train_reader
 
     parser = argparse.ArgumentParser(
@@ -139,9 +139,7 @@ def cli_main(argv: list[str]) -> int:
         help="training questions to generate (only when --out has no data yet)",
     )
     args, rest = parser.parse_known_args(argv)
-    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
-    if bad:
-        parser.error(f"overrides take the form --section.key=value, got: {' '.join(bad)}")
+    check_overrides(parser, rest)
     try:
         cfg = recipe_config(args.out, rest + (["--run.resume=true"] if args.resume else []))
         prepare(args.out, seed=cfg.run.seed, n_train=args.train_questions)
