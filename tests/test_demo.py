@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from gumbel_rerank.demo import ROWS, SHIPPED_READER, cli_main, demo_table, format_table, table_columns
+from gumbel_rerank.demo import (
+    ROWS,
+    SHIPPED_READER,
+    cli_main,
+    demo_table,
+    format_table,
+    table_columns,
+)
 
 
 def _report(values: dict[str, float]) -> dict:
