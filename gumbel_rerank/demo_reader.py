@@ -4,7 +4,9 @@ One command writes the reader's training data (the demo generator with more trai
 questions), a word-level tokenizer over the demo vocabulary, a randomly initialised tiny T5, and
 then runs ``train-reader`` with the recipe in ``demo_assets/reader_recipe.yaml`` (overridable
 with ``--section.key=value``, resumable with ``--resume``). The trained reader ends in
-``DIR/run/model``; copying that folder to ``gumbel_rerank/demo_assets/reader`` ships it.
+``DIR/run/model``. The shipped reader is an early checkpoint of such a run (step 1000: a reader
+of small contexts, whose loss depends on the mask's selection); ``demo_assets/README.md`` has the
+exact commands and the reason.
 
 Why this recipe (measured, ``shared/docs/demo.md`` and ``docs/bugs-and-fixes.md``): answers
 are a small closed set of single tokens shared by all splits, so the reader only has to learn
