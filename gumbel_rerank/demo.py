@@ -148,10 +148,11 @@ def demo_config(options: DemoOptions, overrides: list[str] | None = None) -> Tra
 
 
 def _write_data(options: DemoOptions) -> None:
-    spec = DemoSpec(n_train=options.train_questions, n_test=max(options.test_questions, 1))
-    data = options.out / "data"
-    if not (data / "test.jsonl").is_file():
-        write_demo_data(spec, data)
+    """Always (re)written: generation takes seconds and is deterministic, so a rerun or a resume
+    sees the same files, and a folder left by a run with other sizes cannot leak in. The test
+    split keeps its default size (BM25 statistics are per split) and the first N are used."""
+    spec = DemoSpec(n_train=options.train_questions, n_test=max(options.test_questions, DemoSpec.n_test))
+    write_demo_data(spec, options.out / "data")
 
 
 def _untrained_reranker(cfg: TrainConfig, directory: Path):
