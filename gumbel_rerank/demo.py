@@ -16,7 +16,7 @@
    ``OUT/report/`` (demo.md, demo.json, demo.png, training_curves.png, and the full
    evaluation reports of each ranking).
 
-Deterministic for a fixed ``--seed``; ``--resume`` continues an interrupted G-Rerank run.
+Deterministic for a fixed ``--run.seed`` (head init, noise, batch order; the data is fixed); ``--resume`` continues an interrupted G-Rerank run.
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ import torch
 
 from gumbel_rerank.config import ConfigError, TrainConfig, load_config
 from gumbel_rerank.demo_data import DemoSpec, write_demo_data
+from gumbel_rerank.demo_reader import ASSETS, SHIPPED_READER
 from gumbel_rerank.durable import write_atomic
 
-ASSETS = Path(__file__).resolve().parent / "demo_assets"
 RECIPE = ASSETS / "grerank_recipe.yaml"
-SHIPPED_READER = ASSETS / "reader"
 
 #: The rankings of the table, in print order: (label, evaluation report, ranking name in it).
 ROWS = (
