@@ -1,202 +1,26 @@
-"""Typed configuration: dataclasses, a YAML file for defaults, ``--section.key=value`` overrides.
+"""The configuration system: typed dataclasses, a YAML file for defaults, ``--a.b=c`` overrides.
 
 Every section is a dataclass; unknown keys, wrong types and bad values fail at start-up with
-the file (or flag) and the dotted key named, never twenty minutes into a run.
+the file (or flag) and the dotted key named, never twenty minutes into a run. This module is
+the machinery only (it imports nothing of the package); the job configurations live with their
+jobs (``gumbel_rerank.training.config``) and each objective owns its settings dataclass.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-
-from gumbel_rerank.masks import MaskConfig
-from gumbel_rerank.reader.fid import FiDReaderConfig
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the source and the dotted key."""
-
-
-@dataclass
-class DataConfig:
-    """Where questions come from and how they are batched.
-
-    Attributes:
-        train / dev: question files (JSON list or JSONL, see ``gumbel_rerank.data``).
-        n_passages: candidates per question given to reranker and reader (first N); None = all.
-        gold_field: per-passage gold flag name for evaluation (None = auto-detect).
-        skip_invalid: skip (and report) invalid records instead of stopping.
-        dev_subset: questions of ``dev`` used by in-loop evaluation.
-    """
-
-    train: str = ""
-    dev: str | None = None
-    n_passages: int | None = None
-    gold_field: str | None = None
-    skip_invalid: bool = False
-    dev_subset: int = 200
-
-
-@dataclass
-class ReaderSection:
-    """The frozen reader: a checkpoint directory and how to run it."""
-
-    path: str = ""
-    tokenizer: str | None = None
-    base_config: str | None = None
-    settings: FiDReaderConfig = field(default_factory=FiDReaderConfig)
-
-
-@dataclass
-class RerankerSection:
-    """The reranker to train: a local HF directory and its scoring settings.
-
-    ``settings`` are overrides of ``RerankerConfig`` fields on top of what the directory's
-    gumbel_rerank.json says (or the defaults): setting max_length keeps a saved template.
-    Unknown fields are refused when the reranker is loaded, before training starts.
-    """
-
-    path: str = ""
-    settings: dict[str, Any] = field(default_factory=dict)
-    gradient_checkpointing: bool = False
-
-
-@dataclass
-class ObjectiveConfig:
-    """Which loss trains the reranker, with its hyper-parameters."""
-
-    name: str = "gumbel"
-    mask: MaskConfig = field(default_factory=MaskConfig)
-    # Independent Gumbel masks per question and step, losses averaged (DECIDED, 1 = the paper):
-    # lowers the variance of the mask gradient at the cost of that many decoder passes.
-    mask_samples: int = 1
-
-    def __post_init__(self) -> None:
-        if self.mask_samples < 1:
-            raise ConfigError("objective.mask_samples must be >= 1")
-
-
-@dataclass
-class OptimConfig:
-    """AdamW with warmup then decay; batch sizes are per process."""
-
-    lr: float = 2e-5
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 0
-    scheduler: str = "linear"  # linear | cosine | constant
-    max_steps: int = 1000
-    micro_batch_size: int = 8
-    grad_accum: int = 1
-    grad_clip: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.scheduler not in ("linear", "cosine", "constant"):
-            raise ConfigError(f"optim.scheduler: {self.scheduler!r} is not linear, cosine or constant")
-        for name in ("max_steps", "micro_batch_size", "grad_accum"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"optim.{name} must be >= 1, got {getattr(self, name)}")
-        if not math.isfinite(self.lr) or self.lr <= 0:
-            raise ConfigError(f"optim.lr must be a finite number > 0, got {self.lr}")
-        if self.warmup_steps < 0 or self.grad_clip < 0:
-            raise ConfigError("optim.warmup_steps and optim.grad_clip must be >= 0")
-
-
-@dataclass
-class RunConfig:
-    """Where the run writes, how often it evaluates/saves/logs, which engine it uses.
-
-    Attributes:
-        output_dir: the run folder (resolved config, versions, metrics.jsonl, checkpoints).
-        deepspeed: a DeepSpeed JSON config (``configs/deepspeed/*.json``) or None for plain torch.
-        wandb: "disabled", "offline", "online" or "auto" (online if reachable, else offline).
-        keep_last: checkpoints kept (oldest deleted after a newer one is complete).
-        final_report: after training, evaluate the trained reranker on the dev subset (ranking
-            metrics, indirect subset, EM/F1 from its top-k and the retriever's) and write
-            report.json / report.md / plots (with the training curves) to ``output_dir/report``.
-        resume: continue from the latest checkpoint in ``output_dir``. Without it a folder that
-            already holds checkpoints is refused rather than overwritten.
-    """
-
-    output_dir: str = "runs/default"
-    seed: int = 0
-    eval_every: int = 200
-    save_every: int = 200
-    keep_last: int = 2
-    log_every: int = 10
-    deepspeed: str | None = None
-    wandb: str = "disabled"
-    wandb_project: str = "gumbel-rerank"
-    resume: bool = False
-    device: str = "auto"  # auto | cpu | cuda
-    final_report: bool = True  # full dev evaluation + report/plots into <output_dir>/report
-
-    def __post_init__(self) -> None:
-        if self.wandb not in ("disabled", "offline", "online", "auto"):
-            raise ConfigError(f"run.wandb: {self.wandb!r} is not disabled, offline, online or auto")
-        if self.keep_last < 1:
-            raise ConfigError("run.keep_last must be >= 1")
-        for name in ("save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"run.{name} must be >= 1 (run.eval_every=0 disables evaluation)")
-        if self.eval_every < 0:
-            raise ConfigError("run.eval_every must be >= 0 (0 disables evaluation)")
-
-
-@dataclass
-class TrainConfig:
-    """Everything `gumbel-rerank train` needs."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    reader: ReaderSection = field(default_factory=ReaderSection)
-    reranker: RerankerSection = field(default_factory=RerankerSection)
-    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-
-
-@dataclass
-class CurriculumStage:
-    """Which passages the reader reads for ``steps`` optimizer steps of ``train-reader``.
-
-    Attributes:
-        steps: length of the stage; the last stage also runs past its end until max_steps.
-        contexts: "answer" (gold passages that contain the answer), "gold" (all gold passages),
-            or "all" (every candidate, FiD's own training).
-        distractors: random non-gold passages added to "answer"/"gold" contexts, so the reader
-            must pick the right passage inside contexts of the size a reranker will select.
-    """
-
-    steps: int = 1000
-    contexts: str = "all"
-    distractors: int = 0
-
-    def __post_init__(self) -> None:
-        if self.contexts not in ("answer", "gold", "all"):
-            raise ConfigError(f"curriculum.contexts: {self.contexts!r} is not answer, gold or all")
-        if self.steps < 1 or self.distractors < 0:
-            raise ConfigError("curriculum: steps must be >= 1 and distractors >= 0")
-
-
-@dataclass
-class ReaderTrainConfig:
-    """Everything `gumbel-rerank train-reader` needs: the reader's T5 is what is trained."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    reader: ReaderSection = field(default_factory=ReaderSection)
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
-    run: RunConfig = field(default_factory=RunConfig)
-    eval_answer_maxlength: int = 20
-    curriculum: list[CurriculumStage] = field(default_factory=list)
 
 
 # -- building dataclasses from plain data ------------------------------------------------------
@@ -247,9 +71,37 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
 
 
+def _apply_aliases(cls: type, data: dict, where: str) -> dict:
+    """Move keys a section renamed (``cls.CONFIG_ALIASES``: old key -> dotted new place) to
+    their new place, so configs written before the rename keep working."""
+    aliases = getattr(cls, "CONFIG_ALIASES", {})
+    if not any(old in data for old in aliases):
+        return data
+    data = dict(data)
+    for old, new in aliases.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        *parents, leaf = new.split(".")
+        node = data
+        for part in parents:
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"{where}.{old}: cannot be combined with {where}.{part} given as a value")
+            node[part] = child = dict(child)
+            node = child
+        if leaf in node:
+            raise ConfigError(f"{where}.{old} and {where}.{new} are both set; keep {where}.{new}")
+        node[leaf] = value
+    return data
+
+
 def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     """Build dataclass ``cls`` from nested plain data, checking every key and type."""
     hints = typing.get_type_hints(cls)
+    data = _apply_aliases(cls, data, where)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:

@@ -1,10 +1,19 @@
-"""The versions and capabilities users paste into bug reports (`gumbel-rerank env`)."""
+"""The machine: versions and capabilities for bug reports (`gumbel-rerank env`), and the one
+place a device name becomes a torch device."""
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from importlib import metadata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+#: Accepted device names (``run.device``, ``--device``).
+DEVICES = ("auto", "cpu", "cuda")
 
 PACKAGES = (
     "gumbel_rerank",
@@ -53,3 +62,25 @@ def environment_report() -> dict[str, str]:
 def format_report(report: dict[str, str]) -> str:
     width = max(len(key) for key in report)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in report.items())
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` / ``"cuda"`` / ``"cpu"`` -> a torch device; CUDA means this process's GPU.
+
+    ``"auto"`` is CUDA when torch sees a GPU, else the CPU. The GPU index is the process's
+    LOCAL_RANK (or SLURM_LOCALID): models are loaded before the process group exists, and a bare
+    "cuda" would put every rank's frozen reader on GPU 0. Asking for CUDA on a machine without
+    it is a ``ValueError`` now, not an obscure failure at the first tensor moved.
+    """
+    import torch
+
+    if name not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but torch sees no CUDA GPU; use 'cpu'")
+    local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
+    return torch.device(f"cuda:{int(local)}")

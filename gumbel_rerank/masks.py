@@ -31,6 +31,7 @@ Two properties that follow from the construction and are easy to get wrong:
 
 from __future__ import annotations
 
+import enum
 import operator
 from dataclasses import dataclass
 
@@ -38,11 +39,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "LOG_FLOOR",
     "MODES",
     "MaskConfig",
+    "NoiseStream",
     "derive_seed",
     "example_gumbel_noise",
     "hard_topk",
+    "hard_topk_log_mask",
     "mask_statistics",
     "noise_generator",
     "relaxed_topk_log_mask",
@@ -51,6 +55,27 @@ __all__ = [
 
 #: Accepted values of ``MaskConfig.mode``.
 MODES = ("gumbel", "deterministic", "straight_through")
+
+#: The one log-mask floor: ``log M`` of a dropped or padding passage. Finite, so no ``-inf``
+#: enters a soft path (a NaN-free gradient), representable in float16 (whose range ends at about
+#: -6.5e4), and low enough that ``exp(LOG_FLOOR)`` is exactly 0 in every float dtype. The reader
+#: clamps at it, masks and evaluation write it for dropped passages.
+LOG_FLOOR = -1e4
+
+
+class NoiseStream(enum.IntEnum):
+    """Independent random streams per (seed, step, example): the last key of :func:`derive_seed`.
+
+    Every consumer of per-example randomness takes its own stream, so adding one never shifts
+    another's draws (a resumed or re-laid-out run stays exact).
+    """
+
+    #: the Gumbel noise of the (first) relaxed top-k mask
+    GUMBEL_MASK = 0
+    #: train-reader's random distractor passages (curriculum contexts)
+    CONTEXT_DISTRACTORS = 1
+    #: further independent masks of one example (``mask_samples`` > 1): this + draw index
+    EXTRA_GUMBEL_MASKS = 1000
 
 _MASK64 = (1 << 64) - 1
 
@@ -75,7 +100,7 @@ class MaskConfig:
     kappa: float = 1.0
     tau: float = 0.5
     mode: str = "gumbel"
-    log_floor: float = -1e4
+    log_floor: float = LOG_FLOOR
 
     def __post_init__(self) -> None:
         # bool is an int subclass; k=True is certainly a mistake.
@@ -210,8 +235,8 @@ def example_gumbel_noise(
     """
     out = torch.zeros(k, len(positions), n)
     for b, (position, count) in enumerate(zip(positions, counts, strict=True)):
-        # stream 0 is the first draw; 1 is taken by train-reader's distractor sampling
-        gen = noise_generator(seed, step, position, 0 if draw == 0 else 1000 + draw)
+        stream = NoiseStream.GUMBEL_MASK if draw == 0 else NoiseStream.EXTRA_GUMBEL_MASKS + draw
+        gen = noise_generator(seed, step, position, stream)
         out[:, b, :count] = sample_gumbel((k, count), generator=gen)
     return out
 
@@ -252,6 +277,25 @@ def hard_topk(scores: Tensor, valid: Tensor | None, k: int) -> tuple[Tensor, Ten
     mask = torch.zeros((num_rows, n), dtype=mask_dtype, device=scores.device)
     mask.scatter_(1, order, chosen_valid.to(mask_dtype))  # padding slots scatter a 0
     return indices, mask
+
+
+def hard_topk_log_mask(
+    scores: Tensor, valid: Tensor | None, k: int, log_floor: float = LOG_FLOOR
+) -> Tensor:
+    """The log mask of the hard top-k: 0 on the k best-scored real passages, ``log_floor``
+    elsewhere (padding included). Feeding it to a reader is exactly reading only those passages.
+
+    Args:
+        scores: (B, n) passage scores; not differentiated.
+        valid: (B, n) bool, True for real passages; ``None`` = all real.
+        k: passages to keep (>= 1).
+
+    Returns:
+        (B, n) float32 on ``scores.device``, values in ``{0, log_floor}``.
+    """
+    _, hard = hard_topk(scores.detach(), valid, k)  # (B, n) 0/1
+    zero = torch.zeros(hard.shape, dtype=torch.float32, device=hard.device)
+    return torch.where(hard > 0, zero, torch.full_like(zero, log_floor))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,8 +376,8 @@ def relaxed_topk_log_mask(
     log_mask = torch.where(valid, log_mask, floor)
 
     if cfg.mode == "straight_through":
-        _, hard = hard_topk(log_mask.detach(), valid, cfg.k)  # (B, n) 0/1
-        hard_log = torch.where(hard > 0, zero, floor)  # (B, n) in {0, log_floor}
+        # (B, n) in {0, log_floor}: the hard top-k of the relaxed mask itself
+        hard_log = hard_topk_log_mask(log_mask, valid, cfg.k, cfg.log_floor).to(log_mask.dtype)
         # x - x.detach() is exactly 0 in the forward pass, so the value is exactly hard_log,
         # while the backward pass sees d(log_mask)/d(scores).
         log_mask = hard_log + (log_mask - log_mask.detach())

@@ -1,4 +1,4 @@
-"""Answer normalisation, EM, F1 and answer containment (gumbel_rerank.answers)."""
+"""Answer normalisation, EM, F1 and answer containment (gumbel_rerank.data.answers)."""
 
 import unicodedata
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gumbel_rerank.answers import (
+from gumbel_rerank.data.answers import (
     answer_tokens,
     contains_answer,
     contains_any,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gumbel_rerank.config import ConfigError, TrainConfig, load_config, parse_overrides, save_config
+from gumbel_rerank.config import ConfigError, load_config, parse_overrides, save_config
+from gumbel_rerank.training.config import TrainConfig
 
 
 def test_yaml_then_overrides_win(tmp_path):

@@ -1,4 +1,4 @@
-"""Dataset converters (gumbel_rerank.converters) and the data/get_data.sh fetch script.
+"""Dataset converters (gumbel_rerank.data.converters) and the data/get_data.sh fetch script.
 
 Inputs are small records in each dataset's published format (field names and nesting as
 released; texts shortened). Outputs are checked through the real loader, load_questions."""
@@ -18,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-import gumbel_rerank.converters as conv
-from gumbel_rerank.converters import KINDS, ConversionReport, cli_main, convert
-from gumbel_rerank.data import DataError, load_questions
+import gumbel_rerank.data.converters as conv
+from gumbel_rerank.cli.convert import cli_main
+from gumbel_rerank.data.converters import KINDS, ConversionReport, convert
+from gumbel_rerank.data.questions import DataError, load_questions
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "data" / "get_data.sh"
@@ -651,7 +652,7 @@ def test_module_runs_as_a_script(tmp_path):
         [
             sys.executable,
             "-m",
-            "gumbel_rerank.converters",
+            "gumbel_rerank.cli.convert",
             "hotpotqa",
             str(src),
             str(tmp_path / "o.jsonl"),
@@ -747,7 +748,7 @@ def _python_for_script(tmp_path: Path) -> str:
     wrapper.write_text(
         "#!/usr/bin/env bash\n"
         'if [[ "$1 $2 $3" == "-m gumbel_rerank convert" ]]; then shift 3; '
-        f'exec "{sys.executable}" -m gumbel_rerank.converters "$@"; fi\n'
+        f'exec "{sys.executable}" -m gumbel_rerank.cli.convert "$@"; fi\n'
         f'exec "{sys.executable}" "$@"\n'
     )
     wrapper.chmod(0o755)

@@ -1,4 +1,4 @@
-"""Loading and validating question files (gumbel_rerank.data)."""
+"""Loading and validating question files (gumbel_rerank.data.questions)."""
 
 import json
 import logging
@@ -9,8 +9,8 @@ import tracemalloc
 import pyarrow as pa
 import pytest
 
-import gumbel_rerank.data as data_mod
-from gumbel_rerank.data import (
+import gumbel_rerank.data.questions as data_mod
+from gumbel_rerank.data.questions import (
     DataError,
     Passage,
     Question,
@@ -414,7 +414,7 @@ def test_skip_invalid_skips_and_reports(tmp_path, load, caplog):
         _rec(id="a"),  # duplicate of a kept record
     ]
     path = write_jsonl(tmp_path / "d.jsonl", records)
-    with caplog.at_level(logging.WARNING, logger="gumbel_rerank.data"):
+    with caplog.at_level(logging.WARNING, logger="gumbel_rerank.data.questions"):
         qs = load(path, skip_invalid=True)
     assert [q.id for q in qs] == ["a", "d"]
     assert qs.num_skipped == 3 and qs.num_records == 5
@@ -428,7 +428,7 @@ def test_skip_invalid_skips_and_reports(tmp_path, load, caplog):
 
     # A second load is served from the cache and still reports what was skipped.
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="gumbel_rerank.data"):
+    with caplog.at_level(logging.WARNING, logger="gumbel_rerank.data.questions"):
         again = load(path, skip_invalid=True)
     assert again.dataset.cache_files == qs.dataset.cache_files
     assert (again.skipped, again.num_skipped, again.num_records) == (qs.skipped, 3, 5)
@@ -450,7 +450,7 @@ def test_skip_invalid_with_nothing_valid_is_an_error(tmp_path, load_error):
 
 
 def test_valid_file_reports_nothing_skipped(tmp_path, load, caplog):
-    with caplog.at_level(logging.WARNING, logger="gumbel_rerank.data"):
+    with caplog.at_level(logging.WARNING, logger="gumbel_rerank.data.questions"):
         qs = load(write_jsonl(tmp_path / "d.jsonl", [_rec()]), skip_invalid=True)
     assert (qs.skipped, qs.num_skipped, qs.num_records) == ([], 0, 1)
     assert caplog.records == []

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from gumbel_rerank.demo import (
+from gumbel_rerank.cli.demo import cli_main
+from gumbel_rerank.demo.command import (
     ROWS,
     SHIPPED_READER,
-    cli_main,
     demo_table,
     format_table,
     table_columns,

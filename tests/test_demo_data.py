@@ -1,4 +1,4 @@
-"""The embedded two-hop demo dataset (gumbel_rerank.demo_data)."""
+"""The embedded two-hop demo dataset (gumbel_rerank.demo.dataset)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections import Counter
 
 import pytest
 
-from gumbel_rerank.answers import contains_answer
-from gumbel_rerank.data import load_questions
-from gumbel_rerank.demo_data import (
+from gumbel_rerank.data.answers import contains_answer
+from gumbel_rerank.data.questions import load_questions
+from gumbel_rerank.demo.dataset import (
     ATTRIBUTES,
     DISTRACTOR_KINDS,
     LINKS,
@@ -26,8 +26,8 @@ from gumbel_rerank.demo_data import (
     word_tokens,
     write_demo_data,
 )
+from gumbel_rerank.demo.wordlevel import train_t5_tokenizer
 from gumbel_rerank.reader.formatting import format_passage
-from gumbel_rerank.wordlevel import train_t5_tokenizer
 
 SMALL = DemoSpec(n_train=120, n_dev=40, n_test=40)
 

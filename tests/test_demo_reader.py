@@ -1,5 +1,5 @@
-"""The demo reader's remake command and the reading check (gumbel_rerank.demo_reader,
-gumbel_rerank.reading_check), on CPU with a few hundred training questions."""
+"""The demo reader's remake command and the reading check (gumbel_rerank.demo.reader_recipe,
+gumbel_rerank.demo.reading_check), on CPU with a few hundred training questions."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from gumbel_rerank.demo_data import DemoSpec, generate_split
-from gumbel_rerank.demo_reader import cli_main, recipe_config
-from gumbel_rerank.reading_check import (
+from gumbel_rerank.cli.demo_reader import cli_main
+from gumbel_rerank.demo.dataset import DemoSpec, generate_split
+from gumbel_rerank.demo.reader_recipe import recipe_config
+from gumbel_rerank.demo.reading_check import (
     CONTEXTS,
     SUBSETS,
     context_passages,

@@ -13,21 +13,21 @@ import torch
 from ir_measures import RR, Qrel, ScoredDoc
 from tiny_world import build_world
 
-from gumbel_rerank.answers import exact_match, f1
-from gumbel_rerank.data import Passage, Question, load_questions
-from gumbel_rerank.evaluation import (
+from gumbel_rerank.cli.evaluate import cli_main
+from gumbel_rerank.data.answers import exact_match, f1
+from gumbel_rerank.data.questions import Passage, Question, load_questions
+from gumbel_rerank.evaluation.core import (
     RerankerEvaluator,
     all_gold_in_top_k,
-    cli_main,
     evaluate,
     order_metrics,
     rank_order,
     ranking_metrics,
 )
+from gumbel_rerank.evaluation.report import markdown_table, render_markdown, write_report
 from gumbel_rerank.masks import hard_topk
 from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
-from gumbel_rerank.report import markdown_table, render_markdown, write_report
-from gumbel_rerank.rerankers import Reranker
+from gumbel_rerank.rerankers.model import Reranker
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAXLEN = 24

@@ -6,13 +6,13 @@ import pytest
 import torch
 from tiny_world import build_world
 
-from gumbel_rerank.data import load_questions
+from gumbel_rerank.data.questions import load_questions
 from gumbel_rerank.masks import MaskConfig, example_gumbel_noise, relaxed_topk_log_mask
 from gumbel_rerank.objectives.base import StepContext
 from gumbel_rerank.objectives.gumbel import GumbelRerankLoss
 from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
-from gumbel_rerank.rerankers import Reranker
-from gumbel_rerank.train_reranker import make_collate
+from gumbel_rerank.rerankers.model import Reranker
+from gumbel_rerank.training.train_reranker import make_collate
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Tests for gumbel_rerank.inference (streaming, resumable reranking) and gumbel_rerank.trec.
+"""Tests for gumbel_rerank.inference.streaming (streaming, resumable reranking) and gumbel_rerank.data.trec.
 
 A tiny random BERT cross-encoder is saved to disk and loaded back by the code under test; scores
 are compared with Reranker.score on the same passages (nothing is mocked).
@@ -15,11 +15,12 @@ import torch
 from ir_measures import RR, Qrel, nDCG
 from tiny_encoders import CORPUS, tiny_bert_config
 
-from gumbel_rerank.data import DataError
-from gumbel_rerank.inference import cli_main, rerank
-from gumbel_rerank.rerankers import Reranker, RerankerConfig, build_reranker_from_config
-from gumbel_rerank.trec import Collection, format_trec_lines, iter_trec_run, load_queries
-from gumbel_rerank.wordlevel import train_bert_tokenizer
+from gumbel_rerank.cli.rerank import cli_main
+from gumbel_rerank.data.questions import DataError
+from gumbel_rerank.data.trec import Collection, format_trec_lines, iter_trec_run, load_queries
+from gumbel_rerank.demo.wordlevel import train_bert_tokenizer
+from gumbel_rerank.inference.streaming import rerank
+from gumbel_rerank.rerankers.model import Reranker, RerankerConfig, build_reranker_from_config
 
 QUESTIONS = [CORPUS[0], CORPUS[5], "where is the eiffel tower ?", "what is natural selection ?"]
 
@@ -425,7 +426,7 @@ def test_bad_our_inputs_exit_2_with_file_and_line(tmp_path, reranker_dir, capsys
 
 def test_json_list_reader_across_small_chunks(tmp_path, monkeypatch):
     """Records spanning many reads, multi-byte characters cut between reads, a BOM."""
-    import gumbel_rerank.inference as inf
+    import gumbel_rerank.inference.streaming as inf
 
     records = make_records(5)
     records[2]["question"] = "qui a écrit « l'origine des espèces » ? 🦎"

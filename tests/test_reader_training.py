@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gumbel_rerank.config import ConfigError, CurriculumStage, ReaderTrainConfig, load_config
+from gumbel_rerank.config import ConfigError, load_config
 from gumbel_rerank.objectives.base import Batch
 from gumbel_rerank.objectives.reader_nll import select_contexts, stage_at
+from gumbel_rerank.training.config import CurriculumStage, ReaderTrainConfig
 
 
 def make_batch() -> Batch:

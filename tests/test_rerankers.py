@@ -1,4 +1,4 @@
-"""Tests for gumbel_rerank.rerankers on tiny offline models (CPU, no hub)."""
+"""Tests for gumbel_rerank.rerankers.model on tiny offline models (CPU, no hub)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-import gumbel_rerank.rerankers as rr
-from gumbel_rerank.rerankers import (
+import gumbel_rerank.rerankers.model as rr
+from gumbel_rerank.rerankers.model import (
     SETTINGS_NAME,
     RankResult,
     Reranker,

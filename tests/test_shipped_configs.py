@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gumbel_rerank.config import TrainConfig, load_config
+from gumbel_rerank.config import load_config
+from gumbel_rerank.training.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*_fid_*.yaml"))

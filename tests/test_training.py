@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from tiny_world import build_world
 
 from gumbel_rerank.cli import main
-from gumbel_rerank.training import GlobalBatchSampler
+from gumbel_rerank.training.loop import GlobalBatchSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -167,7 +167,7 @@ def test_bad_config_is_a_clear_error_not_a_traceback(world, tmp_path, capsys):
 
 
 def test_wandb_auto_goes_offline_without_network_and_writes_locally(world, tmp_path, monkeypatch):
-    from gumbel_rerank import metrics_log
+    from gumbel_rerank.training import metrics_log
 
     monkeypatch.delenv("WANDB_MODE", raising=False)  # conftest disables wandb for other tests
     assert metrics_log.wandb_mode("auto") == ("online" if metrics_log.network_reachable() else "offline")
@@ -208,7 +208,7 @@ def test_resume_may_split_the_same_global_batch_differently(world, tmp_path):
 
 
 def test_keep_last_never_prunes_the_checkpoint_it_just_wrote(tmp_path):
-    from gumbel_rerank import checkpointing as ckpt
+    from gumbel_rerank.training import checkpointing as ckpt
 
     root = tmp_path / "checkpoints"
     for step in (100, 200):  # 200 is a stale folder `latest` does not name
@@ -223,7 +223,7 @@ def test_keep_last_never_prunes_the_checkpoint_it_just_wrote(tmp_path):
 
 
 def test_partial_reranker_settings_override_keeps_the_saved_ones(world, tmp_path):
-    from gumbel_rerank.rerankers import Reranker
+    from gumbel_rerank.rerankers.model import Reranker
 
     custom = tmp_path / "custom_reranker"
     reranker = Reranker.from_pretrained(world.reranker)

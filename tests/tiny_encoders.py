@@ -26,7 +26,7 @@ from transformers import (
     T5Config,
 )
 
-from gumbel_rerank import wordlevel
+from gumbel_rerank.demo import wordlevel
 
 CORPUS = [
     "who wrote on the origin of species ?",

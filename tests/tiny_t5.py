@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import PreTrainedTokenizerFast, T5Config, T5ForConditionalGeneration
 
-from gumbel_rerank.wordlevel import train_t5_tokenizer
+from gumbel_rerank.demo.wordlevel import train_t5_tokenizer
 
 WORDS = ["question:", "title:", "context:", "who", "what", "where", "when", "is", "the", "a", "of", "in", "was", "born", "city", "river", "marie", "curie", "polonium", "radium", "paris", "warsaw", "vistula", "seine", "france", "poland", "chemist", "element", "discovered", "capital", "flows", "through", "scientist", "answer", "passage", "bridge", "entity", "one", "two", "three"]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from tiny_t5 import tiny_t5
 from transformers import BertConfig
 
-from gumbel_rerank.rerankers import RerankerConfig, build_reranker_from_config
-from gumbel_rerank.synthetic import LookupSpec, lookup_questions, vocabulary_text
-from gumbel_rerank.wordlevel import train_bert_tokenizer, train_t5_tokenizer
+from gumbel_rerank.demo.synthetic import LookupSpec, lookup_questions, vocabulary_text
+from gumbel_rerank.demo.wordlevel import train_bert_tokenizer, train_t5_tokenizer
+from gumbel_rerank.rerankers.model import RerankerConfig, build_reranker_from_config
 
 
 @dataclass

@@ -47,9 +47,17 @@ class StepContext:
 
 
 class Objective(Protocol):
-    """A loss over a micro-batch for the module being trained."""
+    """A loss over a micro-batch for the module being trained.
+
+    Attributes:
+        name: the registry name (``objective.name``).
+        uses_labels: True when ``loss`` reads ``Batch.gold`` (relevance labels) or teacher
+            scores. A label-free objective must never touch ``Batch.gold``: a test hands every
+            one of them a batch whose ``gold`` raises.
+    """
 
     name: str
+    uses_labels: bool
 
     def loss(
         self, module: torch.nn.Module, batch: Batch, ctx: StepContext

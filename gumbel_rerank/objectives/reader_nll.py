@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
-from gumbel_rerank.config import CurriculumStage
-from gumbel_rerank.masks import noise_generator
+from gumbel_rerank.config import ConfigError
+from gumbel_rerank.masks import NoiseStream, noise_generator
 from gumbel_rerank.objectives.base import Batch, StepContext
+from gumbel_rerank.objectives.registry import ObjectiveSpec, register
 from gumbel_rerank.reader.fid import FiDReader
+
+
+@dataclass
+class CurriculumStage:
+    """Which passages the reader reads for ``steps`` optimizer steps of ``train-reader``.
+
+    Attributes:
+        steps: length of the stage; the last stage also runs past its end until max_steps.
+        contexts: "answer" (gold passages that contain the answer), "gold" (all gold passages),
+            or "all" (every candidate, FiD's own training).
+        distractors: random non-gold passages added to "answer"/"gold" contexts, so the reader
+            must pick the right passage inside contexts of the size a reranker will select.
+    """
+
+    steps: int = 1000
+    contexts: str = "all"
+    distractors: int = 0
+
+    def __post_init__(self) -> None:
+        if self.contexts not in ("answer", "gold", "all"):
+            raise ConfigError(f"curriculum.contexts: {self.contexts!r} is not answer, gold or all")
+        if self.steps < 1 or self.distractors < 0:
+            raise ConfigError("curriculum: steps must be >= 1 and distractors >= 0")
+
+
+
+@dataclass
+class ReaderNLLSettings:
+    """Settings of ``reader_nll`` (``train-reader``'s top-level ``curriculum`` key)."""
+
+    curriculum: list[CurriculumStage] = field(default_factory=list)
+
 
 
 def stage_at(curriculum: list[CurriculumStage], step: int) -> CurriculumStage | None:
@@ -41,7 +76,7 @@ def select_contexts(
             continue
         others = [i for i in range(n) if not batch.gold[row, i]]
         if stage.distractors and others:
-            gen = noise_generator(seed, step, batch.positions[row], 1)
+            gen = noise_generator(seed, step, batch.positions[row], NoiseStream.CONTEXT_DISTRACTORS)
             order = torch.randperm(len(others), generator=gen).tolist()
             keep += [others[j] for j in order[: stage.distractors]]
         out.append([passages[i] for i in sorted(keep)])
@@ -62,6 +97,7 @@ class ReaderNLLLoss:
     """
 
     name = "reader_nll"
+    uses_labels = True  # curricula read gold flags to choose contexts
 
     def __init__(self, reader: FiDReader, curriculum: list[CurriculumStage] | None = None):
         self.reader = reader
@@ -83,3 +119,15 @@ class ReaderNLLLoss:
         if ctx.log:
             metrics = {"loss_nll": float(loss.mean().detach()), "context_passages": float(tokens.passage_valid.sum(1).float().mean())}
         return loss.mean(), metrics
+
+
+register(
+    ObjectiveSpec(
+        name="reader_nll",
+        settings=ReaderNLLSettings,
+        build=lambda settings, reader: ReaderNLLLoss(reader, settings.curriculum),
+        uses_labels=True,
+        trains="reader",
+        summary="FiD reader fine-tuning: answer NLL over the given passages, with a curriculum",
+    )
+)

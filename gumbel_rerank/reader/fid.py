@@ -19,6 +19,7 @@ import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
+from gumbel_rerank.masks import LOG_FLOOR
 from gumbel_rerank.reader.base import EncodedPassages, PassageTokens
 from gumbel_rerank.reader.checkpoints import CheckpointError, LoadReport, load_t5_checkpoint
 from gumbel_rerank.reader.formatting import IGNORE_INDEX, tokenize_passages, tokenize_targets
@@ -39,7 +40,6 @@ class FiDReaderConfig:
         pad_to_max_length: pad passages to ``text_maxlength`` (FiD) or to the batch's longest.
         legacy_bias: use the checkpoint's legacy cross-attention bias; None = when present.
         dtype: "float32" or "bfloat16" (or "float64" for gradchecks).
-        log_mask_floor: log M is clamped here so a "dropped" passage stays finite.
     """
 
     text_maxlength: int = 200
@@ -48,7 +48,6 @@ class FiDReaderConfig:
     pad_to_max_length: bool = True
     legacy_bias: bool | None = None
     dtype: str = "float32"
-    log_mask_floor: float = -1e4
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -214,7 +213,7 @@ class FiDReader:
             log_doc_mask = torch.zeros(b, n, device=states.hidden.device)
         if log_doc_mask.shape != (b, n):
             raise ValueError(f"log_doc_mask has shape {tuple(log_doc_mask.shape)}, expected {(b, n)}")
-        log_m = log_doc_mask.clamp(min=self.config.log_mask_floor).to(self.dtype)
+        log_m = log_doc_mask.clamp(min=LOG_FLOOR).to(self.dtype)  # a dropped passage stays finite
         per_token = log_m[:, :, None].expand(b, n, length)  # (B, N, L)
         blocked = torch.tensor(torch.finfo(self.dtype).min, dtype=self.dtype, device=log_m.device)
         mask = torch.where(states.token_mask, per_token, blocked).reshape(b, 1, 1, n * length)

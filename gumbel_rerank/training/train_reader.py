@@ -12,14 +12,17 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from gumbel_rerank.config import ConfigError, ReaderTrainConfig
-from gumbel_rerank.data import load_questions
-from gumbel_rerank.evaluation import ReaderEvaluator
-from gumbel_rerank.objectives.reader_nll import ReaderNLLLoss
+from gumbel_rerank.config import ConfigError
+from gumbel_rerank.data.questions import load_questions
+from gumbel_rerank.envinfo import resolve_device
+from gumbel_rerank.evaluation.core import ReaderEvaluator
+from gumbel_rerank.objectives.reader_nll import ReaderNLLSettings
+from gumbel_rerank.objectives.registry import build_objective
 from gumbel_rerank.reader.checkpoints import LEGACY_BIAS_KEY
 from gumbel_rerank.reader.fid import FiDReader
-from gumbel_rerank.train_reranker import make_collate
-from gumbel_rerank.training import Trainer, resolve_device
+from gumbel_rerank.training.collate import make_collate
+from gumbel_rerank.training.config import ReaderTrainConfig
+from gumbel_rerank.training.loop import Trainer
 
 
 def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
@@ -56,7 +59,7 @@ def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
 
     trainer = Trainer(
         module=reader.model,
-        objective=ReaderNLLLoss(reader, cfg.curriculum),
+        objective=build_objective("reader_nll", ReaderNLLSettings(cfg.curriculum), reader=reader),
         collate=make_collate(train, cfg.data.n_passages),
         n_examples=len(train),
         optim=cfg.optim,

@@ -17,7 +17,7 @@ Three inputs make up a TREC-style reranking job, and all three can be large:
 * **Queries** (qid -> text): TSV or JSONL, see :func:`load_queries`. Query files are small
   (at most a few hundred thousand lines), so they are loaded into a dict.
 
-Problems are reported as :class:`gumbel_rerank.data.DataError` with messages
+Problems are reported as :class:`gumbel_rerank.data.questions.DataError` with messages
 ``FILE:LINE: FIELD: what is wrong`` (LINE is 1-based), e.g.
 ``run.trec:17: score: expected a number, got 'abc'``.
 
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .data import DataError, open_input
+from gumbel_rerank.data.questions import DataError, open_input
 
 __all__ = [
     "Collection",
@@ -411,7 +411,7 @@ def _parse_json_doc(raw_text: str, display: str, lineno: int) -> tuple[str, str,
 
 def default_index_dir() -> Path:
     """Where collection indexes go by default: ``<HF_DATASETS_CACHE>/gumbel_rerank_collections``,
-    next to the question cache of :func:`gumbel_rerank.data.load_questions` (one setting moves
+    next to the question cache of :func:`gumbel_rerank.data.questions.load_questions` (one setting moves
     both to a big disk)."""
     cache = os.environ.get("HF_DATASETS_CACHE")
     if not cache:

@@ -11,7 +11,7 @@ What is measured (method.md section 4):
   Answer-containing gold passages stay in the ranking (they take slots) but do not count.
 * And on the "directly relevant" subset (``Question.direct_gold_indices``): gold passages that
   contain an answer, e.g. the answer passage of a two-hop question, whose bridge is indirect.
-* End to end: EM and F1 (:mod:`gumbel_rerank.answers`, max over the gold answers) of the
+* End to end: EM and F1 (:mod:`gumbel_rerank.data.answers`, max over the gold answers) of the
   reader's greedy answer from the reranker's hard top-k and from the retriever's first k.
 
 Gold passages are those among the evaluated candidates (the first ``n_passages``). Questions
@@ -30,20 +30,16 @@ ir_measures receives the strictly decreasing score ``n - rank``. The incoming or
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import ir_measures
 import torch
 from ir_measures import RR, Qrel, R, ScoredDoc, nDCG
 
-from gumbel_rerank.answers import exact_match, f1
-from gumbel_rerank.cli import positive_int
-from gumbel_rerank.masks import hard_topk
+from gumbel_rerank.data.answers import exact_match, f1
+from gumbel_rerank.masks import hard_topk, hard_topk_log_mask
 from gumbel_rerank.reader.base import Reader
 
 __all__ = [
@@ -52,14 +48,11 @@ __all__ = [
     "TIE_BREAKING",
     "ReaderEvaluator",
     "RerankerEvaluator",
-    "add_arguments",
     "all_gold_in_top_k",
-    "cli_main",
     "evaluate",
     "order_metrics",
     "rank_order",
     "ranking_metrics",
-    "run_cli",
 ]
 
 #: Ranking cut-offs of :func:`evaluate`.
@@ -253,9 +246,9 @@ def evaluate(
     ``em_ks`` (``reader.generate(states, doc_idx)``, an exact gather of the kept passages).
 
     Args:
-        questions: :class:`gumbel_rerank.data.Question` objects (a list or a QuestionSet).
+        questions: :class:`gumbel_rerank.data.questions.Question` objects (a list or a QuestionSet).
         reader: FiD reader for EM/F1; None = no ``end_to_end`` section.
-        reranker: a :class:`gumbel_rerank.rerankers.Reranker` (anything with ``score``); None =
+        reranker: a :class:`gumbel_rerank.rerankers.model.Reranker` (anything with ``score``); None =
             only the retriever rows. Put in eval mode for the call, then restored.
         ks: ranking cut-offs.
         em_ks: passages the reader reads.
@@ -430,12 +423,11 @@ class RerankerEvaluator:
             passages = [_candidates(q, self.n_passages) for q in chunk]
             texts = [q.question for q in chunk]
             batch_scores, valid = module.score(texts, passages)  # (B, n)
-            _, hard = hard_topk(batch_scores, valid, self.k)  # (B, n) 0/1
             n = batch_scores.shape[1]
             tokens = self.reader.tokenize_passages(texts, passages, n_passages=n)
             states = self.reader.encode(tokens)
             labels = self.reader.tokenize_targets([q.target for q in chunk])
-            hard_log = torch.where(hard > 0, 0.0, -1e4).to(self.reader.device)
+            hard_log = hard_topk_log_mask(batch_scores, valid, self.k).to(self.reader.device)
             losses.append(self.reader.lm_loss(states, labels, hard_log).cpu())
             for row, q in enumerate(chunk):
                 key = str(start + row)  # position, not q.id: ids of a plain list may repeat
@@ -483,147 +475,3 @@ class ReaderEvaluator:
             for q, answer in zip(chunk, answers, strict=True):
                 matches.append(exact_match(answer, list(q.answers)))
         return {"em": sum(matches) / max(1, len(matches)), "loss": float(torch.cat(losses).mean())}
-
-
-# --------------------------------------------------------------------------------------------
-# Command line: gumbel-rerank evaluate
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``evaluate`` options to ``parser`` (for a subcommand); returns it."""
-    parser.add_argument("--data", required=True, type=Path, help="question file (JSON or JSONL)")
-    parser.add_argument("--reranker", type=Path, help="reranker directory; omit for retriever only")
-    parser.add_argument("--reader", type=Path, help="FiD reader directory, for end-to-end EM/F1")
-    parser.add_argument(
-        "--reader-tokenizer", type=Path, help="reader tokenizer directory (default: --reader)"
-    )
-    parser.add_argument(
-        "--base-config", help="reader T5 configuration: t5-base, t5-large or a config.json path"
-    )
-    parser.add_argument("--text-maxlength", type=positive_int, help="reader tokens per passage")
-    parser.add_argument(
-        "--k", nargs="+", type=positive_int, default=list(DEFAULT_KS), help="ranking cut-offs"
-    )
-    parser.add_argument(
-        "--em-k",
-        nargs="+",
-        type=positive_int,
-        default=list(DEFAULT_EM_KS),
-        help="passages the reader reads for EM/F1",
-    )
-    parser.add_argument(
-        "--n-passages", type=positive_int, help="candidates per question (first N)"
-    )
-    parser.add_argument("--batch-size", type=positive_int, default=16)
-    parser.add_argument("--max-new-tokens", type=positive_int, help="reader generation length")
-    parser.add_argument("--gold-field", help="per-passage gold flag (default: auto-detect)")
-    parser.add_argument("--out", type=Path, help="write report.json, report.md and plots here")
-    parser.add_argument(
-        "--metrics-log", type=Path, help="a training metrics.jsonl: adds training_curves.png"
-    )
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--bf16", action="store_true", help="run reader and reranker in bfloat16")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """Run ``evaluate`` from parsed :func:`add_arguments` options; returns the exit status.
-
-    Bad paths (missing data, reader or reranker directory, metrics log) and invalid data or
-    checkpoints print one ``gumbel-rerank evaluate: error: ...`` line naming the path and return
-    2, before any model runs.
-    """
-    from gumbel_rerank.data import DataError, load_questions
-    from gumbel_rerank.reader.checkpoints import CheckpointError
-    from gumbel_rerank.report import render_markdown, write_report
-
-    def fail(message: str) -> int:
-        print(f"gumbel-rerank evaluate: error: {message}", file=sys.stderr)
-        return 2
-
-    if args.reader is None and (args.reader_tokenizer or args.base_config or args.text_maxlength):
-        return fail("--reader-tokenizer, --base-config and --text-maxlength need --reader")
-    if args.metrics_log is not None and args.out is None:
-        return fail("--metrics-log needs --out (the training curves are written there)")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        return fail("--device cuda: CUDA is not available")
-    device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
-    dtype = "bfloat16" if args.bf16 else "float32"
-    try:
-        if args.metrics_log is not None and not args.metrics_log.is_file():
-            raise FileNotFoundError(f"{args.metrics_log}: metrics log not found")
-        questions = load_questions(
-            args.data, gold_field=args.gold_field, max_passages=args.n_passages
-        )
-        reranker = None
-        if args.reranker is not None:
-            from gumbel_rerank.rerankers import Reranker
-
-            reranker = Reranker.from_pretrained(args.reranker).to(device)
-            if args.bf16:
-                reranker = reranker.to(torch.bfloat16)  # scores come back as float32
-        reader = None
-        if args.reader is not None:
-            from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
-
-            settings: dict[str, Any] = {"dtype": dtype}
-            if args.text_maxlength is not None:
-                settings["text_maxlength"] = args.text_maxlength
-            reader = FiDReader.from_pretrained(
-                args.reader,
-                tokenizer=args.reader_tokenizer,
-                base_config=args.base_config,
-                config=FiDReaderConfig(**settings),
-            ).to(device)
-    except (DataError, CheckpointError, OSError) as err:
-        # OSError includes FileNotFoundError (a missing reranker directory, metrics log).
-        return fail(str(err))
-
-    report = evaluate(
-        questions,
-        reader=reader,
-        reranker=reranker,
-        ks=args.k,
-        em_ks=args.em_k,
-        batch_size=args.batch_size,
-        n_passages=args.n_passages,
-        progress=not args.no_progress,
-        max_new_tokens=args.max_new_tokens,
-    )
-    report["config"].update(
-        {
-            "data": str(args.data),
-            "reranker_path": None if args.reranker is None else str(args.reranker),
-            "reader_path": None if args.reader is None else str(args.reader),
-            "device": str(device),
-            "dtype": dtype,
-        }
-    )
-    print(render_markdown(report))
-    if args.out is not None:
-        try:
-            paths = write_report(report, args.out, args.metrics_log)
-        except OSError as err:
-            return fail(str(err))
-        print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
-    return 0
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    """``gumbel-rerank evaluate --data FILE [--reranker DIR] [--reader DIR] ...``.
-
-    Prints the markdown tables, writes the report to ``--out``; returns the exit status (0 ok,
-    2 bad arguments or paths).
-    """
-    parser = add_arguments(
-        argparse.ArgumentParser(
-            prog="gumbel-rerank evaluate",
-            description="Ranking metrics of the retriever and a reranker, and end-to-end EM/F1.",
-        )
-    )
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse exits on --help (0) and on bad arguments (2)
-        return exit_.code if isinstance(exit_.code, int) else 2
-    return run_cli(args)

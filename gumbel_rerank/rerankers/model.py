@@ -709,6 +709,7 @@ class Reranker(nn.Module):
         config: RerankerConfig | None = None,
         *,
         model_kwargs: dict[str, Any] | None = None,
+        seed: int | None = None,
         **overrides: Any,
     ) -> Reranker:
         """Load a reranker from a local directory (never the hub).
@@ -726,8 +727,25 @@ class Reranker(nn.Module):
             config: optional settings replacing the saved ones.
             model_kwargs: extra arguments for the HF ``from_pretrained`` (e.g. ``dtype``,
                 ``attn_implementation``).
+            seed: seeds the initialisation of whatever the directory does not hold (a fresh
+                head), so the same seed gives the same weights; the global RNG is left as it
+                was. None = the global RNG draws it (not reproducible across processes).
             **overrides: RerankerConfig fields, e.g. ``max_length=128``.
         """
+        if seed is None:
+            return cls._load(path, config, model_kwargs, overrides)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls._load(path, config, model_kwargs, overrides)
+
+    @classmethod
+    def _load(
+        cls,
+        path: str | os.PathLike,
+        config: RerankerConfig | None,
+        model_kwargs: dict[str, Any] | None,
+        overrides: dict[str, Any],
+    ) -> Reranker:
         from transformers import (
             AutoConfig,
             AutoModelForSeq2SeqLM,

@@ -7,7 +7,7 @@ question per line::
      "ctxs": [{"title": "...", "text": "...", "gold": true}, ...]}
 
 with the per-passage ``gold`` flag taken from the dataset's own supervision, so that
-:func:`gumbel_rerank.data.load_questions` uses it (``gold`` is the first flag the loader tries).
+:func:`gumbel_rerank.data.questions.load_questions` uses it (``gold`` is the first flag the loader tries).
 
 Kinds (``KINDS``) and what they read:
 
@@ -35,7 +35,7 @@ Kinds (``KINDS``) and what they read:
     FiD's NQ/TQA JSON list (as written by FiD's ``get-data.sh``; DPR retrieval output has the same
     shape): ``question``, ``answers``, optional ``target`` and ``id``, ``ctxs`` =
     ``[{id, title, text, score?, has_answer?}]``. ``gold`` = ``has_answer`` where the passage has
-    it, else :func:`gumbel_rerank.answers.contains_answer` (DPR convention; the passage gets no
+    it, else :func:`gumbel_rerank.data.answers.contains_answer` (DPR convention; the passage gets no
     ``gold`` when no answer normalises to any text, e.g. ``"the"``). ``id``, ``score`` and
     ``has_answer`` are kept (DPR writes scores as strings: numeric strings become numbers).
     ``target`` = the given target, else the first answer; a missing question id becomes the
@@ -44,7 +44,7 @@ Kinds (``KINDS``) and what they read:
     The preprocessed data of the paper (Hugging Face ``syhuang/gumbel-reranking-data``), already
     in our format: records are copied unchanged (gold flags under whatever name they have:
     ``gold``/``is_gold``/``is_supporting``/``has_answer``), except for ``max_passages``, and the
-    output is then validated with :func:`gumbel_rerank.data.load_questions` itself.
+    output is then validated with :func:`gumbel_rerank.data.questions.load_questions` itself.
 
 Supervision that does not exist is not invented: a HotpotQA/2Wiki record without
 ``supporting_facts`` or a MuSiQue record without ``is_supporting`` is written without ``gold``
@@ -58,20 +58,18 @@ over a rolling buffer. Either layout is accepted for every kind. The output is w
 temporary file next to the destination and renamed into place only when complete, so an
 interrupted or failed conversion never leaves a truncated file (nor touches an existing one).
 
-Bad input raises :class:`gumbel_rerank.data.DataError` with messages in the loader's style,
+Bad input raises :class:`gumbel_rerank.data.questions.DataError` with messages in the loader's style,
 ``FILE:RECORD: FIELD: what is wrong`` (RECORD: 0-based list index, or 1-based JSONL line), e.g.
 ``hotpot_dev.json:17: context[3][1]: expected a list of sentences, got a string``.
 """
 
 from __future__ import annotations
 
-import argparse
 import codecs
 import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import unicodedata
 import uuid
@@ -81,12 +79,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
-from gumbel_rerank.cli import positive_int
+from gumbel_rerank.data.answers import contains_answer, match_normalize
+from gumbel_rerank.data.questions import DataError, describe_type, open_input
 
-from .answers import contains_answer, match_normalize
-from .data import DataError, describe_type, open_input
-
-__all__ = ["KINDS", "ConversionReport", "add_arguments", "cli_main", "convert", "run_from_args"]
+__all__ = ["KINDS", "ConversionReport", "convert"]
 
 #: Dataset kinds :func:`convert` understands.
 KINDS = ("hotpotqa", "musique", "2wiki", "fid", "gumbel-data")
@@ -750,7 +746,7 @@ def _check_with_loader(
     ``display`` and the input's record numbers."""
     import pyarrow.compute as pc
 
-    from .data import load_questions
+    from gumbel_rerank.data.questions import load_questions
 
     cache = Path(tempfile.mkdtemp(prefix=".convert-check-", dir=workdir))
     try:
@@ -782,79 +778,3 @@ def _map_message(message: str, tmp: Path, display: str, labels: list[int]) -> st
         label = labels[line - 1] if 0 < line <= len(labels) else line
         return f"{display}:{label}:{rest[m.end() :]}"
     return display + rest
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``convert`` arguments (KIND SRC DST and options) to ``parser``, so the main CLI
-    can mount it as a subcommand (with ``func=run_from_args``)."""
-    parser.description = (
-        "Convert a published QA dataset into the gumbel-rerank question format (JSONL, gold "
-        "passages from the dataset's own supervision)."
-    )
-    parser.add_argument(
-        "kind", choices=KINDS, metavar="KIND", help=f"format of SRC: {', '.join(KINDS)}"
-    )
-    parser.add_argument(
-        "src", metavar="SRC", help="the dataset file as published (JSON list or JSONL)"
-    )
-    parser.add_argument("dst", metavar="DST", help="output JSONL file (written atomically)")
-    parser.add_argument(
-        "--max-passages", type=positive_int, metavar="N", help="keep the first N passages"
-    )
-    parser.add_argument(
-        "--limit", type=positive_int, metavar="N", help="stop after N questions (quick runs)"
-    )
-    parser.add_argument(
-        "--keep-unanswerable",
-        action="store_true",
-        help="musique: keep records with answerable=false (default: skip and count them)",
-    )
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """Run a conversion from parsed :func:`add_arguments` arguments; print the report.
-
-    Returns 0 on success, 2 for bad input or options (message on stderr), 1 when the output
-    cannot be written.
-    """
-    prog = "gumbel-rerank convert"
-    if args.keep_unanswerable and args.kind != "musique":
-        print(f"{prog}: error: --keep-unanswerable only applies to musique", file=sys.stderr)
-        return 2
-    try:
-        report = convert(
-            args.kind,
-            args.src,
-            args.dst,
-            max_passages=args.max_passages,
-            limit=args.limit,
-            keep_unanswerable=args.keep_unanswerable,
-        )
-    except DataError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. the output folder is not writable, or the disk is full
-        print(f"{prog}: error: cannot write {args.dst}: {err}", file=sys.stderr)
-        return 1
-    print(report.summary())
-    return 0
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    """``gumbel-rerank convert KIND SRC DST [--max-passages N] [--limit N]
-    [--keep-unanswerable]``. Returns the exit status (argparse usage errors: 2)."""
-    parser = argparse.ArgumentParser(prog="gumbel-rerank convert")
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # --help or a usage error: argparse has printed the message
-        return exit_.code if isinstance(exit_.code, int) else 2
-    return run_from_args(args)
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main())

@@ -31,7 +31,7 @@ Invariants (tested in tests/test_demo_data.py):
   bridge contains the answer word (nor does any title): distractor values are drawn from the
   attribute's values with the answer excluded, and the answer vocabularies of different
   attributes are disjoint. So no passage other than the bridge-selected one lets a reader answer,
-  and the answer passage is the only one for which ``gumbel_rerank.data`` finds the answer.
+  and the answer passage is the only one for which ``gumbel_rerank.data.questions`` finds the answer.
 * **The chain is unique.** No distractor states the asked link of the question's entity or the
   asked attribute of the intermediate entity; within a question every (subject, relation) pair is
   stated at most once, so the facts of one question never contradict each other.
@@ -44,7 +44,7 @@ so nothing can be memorised across questions; a reader has to read. The ANSWER v
 single-word values, 8 per attribute) is shared by all splits: demo.md measured that tiny readers
 learn to copy only values they have produced in training. The PEOPLE (question entities,
 intermediate entities and everyone in distractors) are pronounceable pseudo-words
-(:func:`gumbel_rerank.synthetic.pseudo_words`, one word-level token each) from pools that are
+(:func:`gumbel_rerank.demo.synthetic.pseudo_words`, one word-level token each) from pools that are
 disjoint between train, dev and test, so dev/test measure reading, not recall.
 
 **The answer cue.** A cross-encoder scores each passage alone, so an answer passage that names
@@ -81,9 +81,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gumbel_rerank.demo.synthetic import SYLLABLES, pseudo_words
 from gumbel_rerank.durable import write_atomic
-
-from .synthetic import SYLLABLES, pseudo_words
 
 __all__ = [
     "ATTRIBUTES",
@@ -200,7 +199,7 @@ _BUILD_ORDER = (
 )
 assert set(_BUILD_ORDER) == set(DISTRACTOR_KINDS)
 
-# What the HF ``Whitespace`` pre-tokenizer (gumbel_rerank.wordlevel) splits text into.
+# What the HF ``Whitespace`` pre-tokenizer (gumbel_rerank.demo.wordlevel) splits text into.
 _PRETOKEN_RE = re.compile(r"\w+|[^\w\s]+")
 _WORD_RE = re.compile(r"\w+")
 
@@ -351,7 +350,7 @@ def demo_vocabulary(spec: DemoSpec) -> list[str]:
     values and FiD's field words ("question", "title", "context", ":"), as the HF ``Whitespace``
     pre-tokenizer splits them, sorted. Built from the pools, not from generated records, so it is
     cheap and a superset of what the records use (tests check the coverage). Feed it to
-    :func:`gumbel_rerank.wordlevel.train_t5_tokenizer` / ``train_bert_tokenizer``.
+    :func:`gumbel_rerank.demo.wordlevel.train_t5_tokenizer` / ``train_bert_tokenizer``.
     """
     words = set(_reserved_words())
     for pool in entity_pools(spec).values():

@@ -2,10 +2,10 @@
 
 One command writes the reader's training data (the demo generator with more training
 questions), a word-level tokenizer over the demo vocabulary, a randomly initialised tiny T5, and
-then runs ``train-reader`` with the recipe in ``demo_assets/reader_recipe.yaml`` (overridable
+then runs ``train-reader`` with the recipe in ``demo/assets/reader_recipe.yaml`` (overridable
 with ``--section.key=value``, resumable with ``--resume``). The trained reader ends in
 ``DIR/run/model``. The shipped reader is an early checkpoint of such a run (step 1000: a reader
-of small contexts, whose loss depends on the mask's selection); ``demo_assets/README.md`` has the
+of small contexts, whose loss depends on the mask's selection); ``demo/assets/README.md`` has the
 exact commands and the reason.
 
 Why this recipe (measured, ``shared/docs/demo.md`` and ``docs/bugs-and-fixes.md``): answers
@@ -17,21 +17,20 @@ used by G-Rerank on all ten (with a soft mask over them).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import T5Config, T5ForConditionalGeneration
 
-from gumbel_rerank.config import ConfigError, ReaderTrainConfig, load_config
-from gumbel_rerank.demo_data import DemoSpec, demo_vocabulary, write_demo_data
+from gumbel_rerank.config import load_config
+from gumbel_rerank.demo.dataset import DemoSpec, demo_vocabulary, write_demo_data
+from gumbel_rerank.demo.wordlevel import train_t5_tokenizer
 from gumbel_rerank.reader.fid import FiDReaderConfig
-from gumbel_rerank.wordlevel import train_t5_tokenizer
+from gumbel_rerank.training.config import ReaderTrainConfig
 
-ASSETS = Path(__file__).resolve().parent / "demo_assets"
+ASSETS = Path(__file__).resolve().parent / "assets"
 RECIPE = ASSETS / "reader_recipe.yaml"
 SHIPPED_READER = ASSETS / "reader"
 
@@ -120,51 +119,17 @@ def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS) -> 
         write_demo_data(spec, out / "data")
     if not (out / "init" / "model.safetensors").is_file():
         build_initial_reader(out / "init", spec, seed=seed)
-
-
-def cli_main(argv: list[str]) -> int:
-    """``gumbel-rerank demo-reader``: prepare and train the demo reader."""
-    from gumbel_rerank.cli import check_overrides, positive_int
-    from gumbel_rerank.train_reader import run_train_reader
-
-    parser = argparse.ArgumentParser(
-        prog="gumbel-rerank demo-reader",
-        description="Remake the demo's reader: demo data, tokenizer, random T5, then train-reader "
-        "with demo_assets/reader_recipe.yaml. Any recipe key can be overridden: --optim.max_steps=500",
-    )
-    parser.add_argument("--out", type=Path, required=True, help="work folder (data, init, run)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument(
-        "--train-questions",
-        type=positive_int,
-        default=READER_TRAIN_QUESTIONS,
-        help="training questions to generate (only when --out has no data yet)",
-    )
-    args, rest = parser.parse_known_args(argv)
-    check_overrides(parser, rest)
-    try:
-        cfg = recipe_config(args.out, rest + (["--run.resume=true"] if args.resume else []))
-        prepare(args.out, seed=cfg.run.seed, n_train=args.train_questions)
-        run_train_reader(cfg)
-    except ConfigError as err:
-        print(f"gumbel-rerank demo-reader: config error: {err}", file=sys.stderr)
-        return 2
-    model = args.out / "run" / "model"
-    if not model.is_dir():  # stopped early (SIGUSR1): the checkpoint is saved, nothing to check
-        print(f"demo-reader: stopped before the end; continue with --resume (run in {args.out / 'run'})")
-        return 0
-    print(f"demo-reader: the trained reader is in {model}; reading check on dev:")
-    print(check_reader(model, args.out / "data" / "dev.jsonl", cfg.reader.settings, cfg.run.device))
-    return 0
-
-
 def check_reader(model: Path, dev: Path, settings: FiDReaderConfig, device: str = "auto") -> str:
-    """The reading check (``gumbel_rerank.reading_check``) of a saved demo reader, as markdown;
+    """The reading check (``gumbel_rerank.demo.reading_check``) of a saved demo reader, as markdown;
     also written next to the model as ``reading_check.json``."""
+    from gumbel_rerank.demo.reading_check import (
+        format_reading_check,
+        read_demo_records,
+        reading_check,
+    )
     from gumbel_rerank.durable import write_atomic
+    from gumbel_rerank.envinfo import resolve_device
     from gumbel_rerank.reader.fid import FiDReader
-    from gumbel_rerank.reading_check import format_reading_check, read_demo_records, reading_check
-    from gumbel_rerank.training import resolve_device
 
     reader = FiDReader.from_pretrained(model, config=settings).to(resolve_device(device))
     result = reading_check(reader, read_demo_records(dev))

@@ -1,14 +1,14 @@
 """``gumbel-rerank demo``: G-Rerank on the embedded two-hop data, end to end, on a CPU.
 
-1. Writes the demo data (``gumbel_rerank.demo_data``, default spec: 4000 train, 500 dev, 500
+1. Writes the demo data (``gumbel_rerank.demo.dataset``, default spec: 4000 train, 500 dev, 500
    test questions of 10 candidates in BM25 order) into ``OUT/data``.
-2. Loads the shipped reader (``demo_assets/reader``) and prints its reading check on dev: EM
+2. Loads the shipped reader (``demo/assets/reader``) and prints its reading check on dev: EM
    with all passages, without the bridge, the gold pair, the answer passage alone, the bridge
-   alone, for cued and uncued questions (``gumbel_rerank.reading_check``).
+   alone, for cued and uncued questions (``gumbel_rerank.demo.reading_check``).
 3. Builds the untrained reranker (all-MiniLM-L6-v2 with a fresh one-logit head, seeded) and
    evaluates it and the incoming BM25 order on test.
-4. Trains the reranker with G-Rerank (``gumbel_rerank.train_reranker.run_train``, the recipe
-   ``demo_assets/grerank_recipe.yaml``): the reader's answer loss through the relaxed top-k
+4. Trains the reranker with G-Rerank (``gumbel_rerank.training.train_reranker.run_train``, the recipe
+   ``demo/assets/grerank_recipe.yaml``): the reader's answer loss through the relaxed top-k
    mask is the only signal; no gold flag is read.
 5. Evaluates the trained reranker on test and prints the table: AllGold@k (both gold passages
    in the top k), Recall@k of bridge passages (the indirect subset), Recall@k of answer
@@ -21,9 +21,7 @@ Deterministic for a fixed ``--run.seed`` (head init, noise, batch order; the dat
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,10 +30,11 @@ from typing import Any
 
 import torch
 
-from gumbel_rerank.config import ConfigError, TrainConfig, load_config
-from gumbel_rerank.demo_data import DemoSpec, write_demo_data
-from gumbel_rerank.demo_reader import ASSETS, SHIPPED_READER
+from gumbel_rerank.config import load_config
+from gumbel_rerank.demo.dataset import DemoSpec, write_demo_data
+from gumbel_rerank.demo.reader_recipe import ASSETS, SHIPPED_READER
 from gumbel_rerank.durable import write_atomic
+from gumbel_rerank.training.config import TrainConfig
 
 RECIPE = ASSETS / "grerank_recipe.yaml"
 
@@ -93,7 +92,7 @@ def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
 
 def plot_table(table: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     """Grouped bars: one group per column, one bar per ranking (PNG)."""
-    from gumbel_rerank.report import _new_figure, _png_bytes
+    from gumbel_rerank.evaluation.report import _new_figure, _png_bytes
 
     columns = list(next(iter(table.values())))
     figure = _new_figure(8.0, 4.0)
@@ -157,7 +156,7 @@ def _write_data(options: DemoOptions) -> None:
 def _untrained_reranker(cfg: TrainConfig, directory: Path):
     """The starting reranker, written once: its head is random (seeded), and training has to
     start from exactly the weights the "untrained" row measured."""
-    from gumbel_rerank.rerankers import Reranker
+    from gumbel_rerank.rerankers.model import Reranker
 
     if not (directory / "config.json").is_file():
         torch.manual_seed(cfg.run.seed)
@@ -167,8 +166,8 @@ def _untrained_reranker(cfg: TrainConfig, directory: Path):
 
 
 def _evaluate(questions, reader, reranker, k: int, cfg: TrainConfig, out: Path, metrics_log=None):
-    from gumbel_rerank.evaluation import evaluate
-    from gumbel_rerank.report import write_report
+    from gumbel_rerank.evaluation.core import evaluate
+    from gumbel_rerank.evaluation.report import write_report
 
     report = evaluate(
         questions,
@@ -185,12 +184,16 @@ def _evaluate(questions, reader, reranker, k: int, cfg: TrainConfig, out: Path, 
 
 def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[str, Any]:
     """The whole demo (module docstring); returns the JSON written to ``report/demo.json``."""
-    from gumbel_rerank.data import load_questions
+    from gumbel_rerank.data.questions import load_questions
+    from gumbel_rerank.demo.reading_check import (
+        format_reading_check,
+        read_demo_records,
+        reading_check,
+    )
+    from gumbel_rerank.envinfo import resolve_device
     from gumbel_rerank.reader.fid import FiDReader
-    from gumbel_rerank.reading_check import format_reading_check, read_demo_records, reading_check
-    from gumbel_rerank.rerankers import Reranker
-    from gumbel_rerank.train_reranker import run_train
-    from gumbel_rerank.training import resolve_device
+    from gumbel_rerank.rerankers.model import Reranker
+    from gumbel_rerank.training.train_reranker import run_train
 
     started = time.monotonic()
     cfg = demo_config(options, overrides)
@@ -255,39 +258,3 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[s
     print(format_table(table))
     print(f"demo: {result['seconds']:.0f} s; report in {report_dir}", flush=True)
     return result
-
-
-def cli_main(argv: list[str]) -> int:
-    """``gumbel-rerank demo``."""
-    from gumbel_rerank.cli import check_overrides, positive_int
-
-    parser = argparse.ArgumentParser(
-        prog="gumbel-rerank demo",
-        description="G-Rerank on the embedded two-hop data: reading check, baselines, training, "
-        "table. Any key of demo_assets/grerank_recipe.yaml can be overridden: --optim.max_steps=50",
-    )
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
-    parser.add_argument("--reader", type=Path, default=SHIPPED_READER, help="reader directory")
-    parser.add_argument("--train-questions", type=positive_int, default=DemoOptions.train_questions)
-    parser.add_argument("--test-questions", type=positive_int, default=DemoOptions.test_questions)
-    parser.add_argument("--check-questions", type=positive_int, default=DemoOptions.check_questions)
-    parser.add_argument("--resume", action="store_true", help="continue the G-Rerank run in --out")
-    args, rest = parser.parse_known_args(argv)
-    check_overrides(parser, rest)
-    options = DemoOptions(
-        out=args.out,
-        reader=args.reader,
-        train_questions=args.train_questions,
-        test_questions=args.test_questions,
-        check_questions=args.check_questions,
-        resume=args.resume,
-    )
-    try:
-        run_demo(options, rest)
-    except ConfigError as err:
-        print(f"gumbel-rerank demo: config error: {err}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, RuntimeError) as err:
-        print(f"gumbel-rerank demo: {err}", file=sys.stderr)
-        return 1
-    return 0

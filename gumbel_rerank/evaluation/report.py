@@ -1,6 +1,6 @@
 """Evaluation reports on disk: ``report.json``, ``report.md`` and PNG plots.
 
-:func:`write_report` takes the dict of :func:`gumbel_rerank.evaluation.evaluate` and writes
+:func:`write_report` takes the dict of :func:`gumbel_rerank.evaluation.core.evaluate` and writes
 
 * ``report.json``: the dict itself (metric values as fractions in [0, 1]);
 * ``report.md``: markdown tables, one row per ranking (reranker, retriever), numbers in percent:
@@ -135,7 +135,7 @@ def _ranking_rows(section: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """The markdown text of ``report.md`` for an :func:`~gumbel_rerank.evaluation.evaluate` dict."""
+    """The markdown text of ``report.md`` for an :func:`~gumbel_rerank.evaluation.core.evaluate` dict."""
     n = report.get("questions", 0)
     with_gold = report.get("questions_with_gold", n - report.get("questions_without_gold", 0))
     config = report.get("config", {})
@@ -217,7 +217,7 @@ def plot_recall_at_k(report: Mapping[str, Any], path: Path) -> Path:
     """Write ``path`` (PNG): Recall@k against k per ranking; indirect subset dashed.
 
     Args:
-        report: an :func:`~gumbel_rerank.evaluation.evaluate` dict.
+        report: an :func:`~gumbel_rerank.evaluation.core.evaluate` dict.
         path: output file.
     """
     figure = _new_figure(6.0, 4.0)
@@ -315,7 +315,7 @@ def write_report(
     """Write ``report.json``, ``report.md``, ``recall_at_k.png`` (and ``training_curves.png``).
 
     Args:
-        report: an :func:`~gumbel_rerank.evaluation.evaluate` dict.
+        report: an :func:`~gumbel_rerank.evaluation.core.evaluate` dict.
         out_dir: output folder (created).
         metrics_log: a training ``metrics.jsonl``; adds ``training_curves.png``.
 

@@ -36,7 +36,7 @@ Gold passages are decided per question, first rule that applies (``Question.gold
    matches (after Unicode NFC and whitespace squashing; case-sensitive) are gold. An empty or
    null list counts as absent.
 3. ``"answer"``: passages containing a normalised answer (DPR convention,
-   :func:`gumbel_rerank.answers.contains_answer`).
+   :func:`gumbel_rerank.data.answers.contains_answer`).
 4. ``"none"``: none of the above could be applied (every answer normalises to nothing, e.g.
    ``"the"``). ``Passage.gold`` is then ``None``.
 
@@ -60,8 +60,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .answers import contains_answer, contains_any, match_normalize
-from .durable import write_atomic
+from gumbel_rerank.data.answers import contains_answer, contains_any, match_normalize
+from gumbel_rerank.durable import write_atomic
 
 __all__ = [
     "GOLD_FLAG_FIELDS",
@@ -957,7 +957,7 @@ def _fingerprint(path: Path, options: dict) -> str:
             h.update(f.read())
     # The loader's own source: a fix in validation or normalisation must invalidate old caches.
     here = Path(__file__).resolve().parent
-    for name in ("data.py", "answers.py"):
+    for name in ("questions.py", "answers.py"):
         h.update((here / name).read_bytes())
     return h.hexdigest()[:32]
 

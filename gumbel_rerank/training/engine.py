@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from gumbel_rerank.config import ConfigError, OptimConfig
+from gumbel_rerank.config import ConfigError
+from gumbel_rerank.training.config import OptimConfig
 
 
 class ObjectiveModule(torch.nn.Module):

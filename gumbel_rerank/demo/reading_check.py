@@ -2,7 +2,7 @@
 
 A reranker trained from a reader's loss can only find what the reader uses, so the demo checks
 the reader before it trains anything. Contexts, built from the passages' ``role`` fields of the
-demo data (``gumbel_rerank.demo_data``):
+demo data (``gumbel_rerank.demo.dataset``):
 
 * ``all``: every candidate;
 * ``all_but_bridge``: every candidate except the bridge: the test of bridge use. With the
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from gumbel_rerank.answers import exact_match
+from gumbel_rerank.data.answers import exact_match
 from gumbel_rerank.reader.fid import FiDReader
 
 CONTEXTS = ("all", "all_but_bridge", "gold", "answer", "bridge")

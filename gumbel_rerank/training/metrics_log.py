@@ -9,8 +9,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from gumbel_rerank.config import RunConfig, to_dict
+from gumbel_rerank.config import to_dict
 from gumbel_rerank.durable import write_atomic
+from gumbel_rerank.training.config import RunConfig
 
 
 class MetricsLog:

@@ -6,13 +6,13 @@ Inputs:
 
 * **ours** (method.md section 7): a JSON list or JSONL file of question records with ``ctxs``.
   Records are read one at a time (JSONL line by line, a JSON list through an incremental
-  decoder), never all at once and never through :func:`gumbel_rerank.data.load_questions`'
+  decoder), never all at once and never through :func:`gumbel_rerank.data.questions.load_questions`'
   Arrow cache (which would copy the whole file first). Only what reranking needs is checked: a
   non-empty string ``question`` and a ``ctxs`` list of objects with a string ``text`` (and a
   string or null ``title``); every other field is passed through untouched. Errors read
   ``FILE:RECORD: FIELD: what`` with RECORD the 1-based line (JSONL) or 0-based index (JSON
-  list), as in :mod:`gumbel_rerank.data`.
-* **trec**: a TREC run plus a collection and a query file (:mod:`gumbel_rerank.trec`).
+  list), as in :mod:`gumbel_rerank.data.questions`.
+* **trec**: a TREC run plus a collection and a query file (:mod:`gumbel_rerank.data.trec`).
 
 Outputs:
 
@@ -56,7 +56,6 @@ Example::
 
 from __future__ import annotations
 
-import argparse
 import codecs
 import contextlib
 import hashlib
@@ -70,9 +69,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from .data import DataError, describe_type, open_input
-from .durable import fsync_dir, write_atomic
-from .trec import (
+from gumbel_rerank.data.questions import DataError, describe_type, open_input
+from gumbel_rerank.data.trec import (
     Collection,
     RunQuery,
     file_fingerprint,
@@ -80,14 +78,16 @@ from .trec import (
     iter_trec_run,
     load_queries,
 )
+from gumbel_rerank.durable import fsync_dir, write_atomic
+from gumbel_rerank.envinfo import resolve_device
 
-__all__ = ["RerankReport", "cli_main", "rerank"]
+__all__ = ["RerankReport", "rerank"]
 
 logger = logging.getLogger(__name__)
 
 INPUT_FORMATS = ("auto", "ours", "trec")
 OUTPUT_FORMATS = ("ours", "trec")
-DEVICES = ("auto", "cpu", "cuda")
+
 _STATE_VERSION = 1
 _CHUNK_BYTES = 1 << 20
 _BOM = b"\xef\xbb\xbf"
@@ -415,18 +415,6 @@ def _positive(name: str, value: Any, *, optional: bool) -> None:
         )
 
 
-def _resolve_device(device: str):
-    import torch
-
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for but torch sees no CUDA GPU; use 'cpu'")
-    return torch.device(device)
-
-
 # --------------------------------------------------------------------------------------------
 # The job
 
@@ -462,8 +450,8 @@ def rerank(
             cross-encoder / T5 directory :meth:`Reranker.from_pretrained` loads).
         input_format: ``"ours"``, ``"trec"`` or ``"auto"`` (``[`` or ``{`` first: ours; else a
             run).
-        collection: TSV/JSONL passages for a TREC run (:class:`gumbel_rerank.trec.Collection`).
-        queries: TSV/JSONL queries for a TREC run (:func:`gumbel_rerank.trec.load_queries`).
+        collection: TSV/JSONL passages for a TREC run (:class:`gumbel_rerank.data.trec.Collection`).
+        queries: TSV/JSONL queries for a TREC run (:func:`gumbel_rerank.data.trec.load_queries`).
         output_format: ``"ours"`` or ``"trec"``.
         batch_size: questions per batch: read, scored and written together (also the resume
             granularity).
@@ -478,7 +466,7 @@ def rerank(
         chunk_size: at most this many (question, passage) pairs per model call within a batch
             (bounds activation memory; None: the whole batch at once).
         index_dir: where collection indexes are kept (default
-            :func:`gumbel_rerank.trec.default_index_dir`).
+            :func:`gumbel_rerank.data.trec.default_index_dir`).
         on_batch: called after each batch is durably written, with the number of input records
             done so far (resumed ones included); an exception raised there stops the run
             exactly as a crash after that batch would (tests use this).
@@ -545,7 +533,7 @@ def rerank(
     if not reranker_path.is_dir():
         raise FileNotFoundError(f"reranker directory {str(reranker_path)!r} does not exist")
     # Cheap checks first: building a collection index can take minutes.
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
 
     coll: Collection | None = None
     try:
@@ -661,7 +649,7 @@ def _run(
     import torch
     from tqdm import tqdm
 
-    from .rerankers import Reranker
+    from gumbel_rerank.rerankers.model import Reranker
 
     reranker = Reranker.from_pretrained(reranker_path).to(torch_device).eval()
     if bf16 and torch_device.type != "cuda":
@@ -792,83 +780,3 @@ def _checkpoint(out: IO[bytes], state_path: Path, fingerprint: str, done: int) -
             "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
     )
-
-
-# --------------------------------------------------------------------------------------------
-# Command line
-
-
-def build_parser(prog: str = "gumbel-rerank rerank") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(
-            "Rerank candidate passages with a trained reranker. Streams the input in batches and "
-            "resumes an interrupted run when the same command is run again."
-        ),
-    )
-    parser.add_argument("--input", required=True, help="our JSON/JSONL questions, or a TREC run")
-    parser.add_argument("--output", required=True, help="output file (JSONL or TREC run)")
-    parser.add_argument("--reranker", required=True, help="reranker directory (save_pretrained)")
-    parser.add_argument("--input-format", choices=INPUT_FORMATS, default="auto")
-    parser.add_argument("--collection", help="TSV/JSONL passages (TREC input)")
-    parser.add_argument("--queries", help="TSV/JSONL queries (TREC input)")
-    parser.add_argument("--output-format", choices=OUTPUT_FORMATS, default="ours")
-    parser.add_argument("--batch-size", type=int, default=16, help="questions per batch")
-    parser.add_argument("--max-passages", type=int, help="rerank only the first N candidates")
-    parser.add_argument("--top-k", type=int, help="write only the best K passages per question")
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CUDA)")
-    parser.add_argument("--run-tag", default="gumbel_rerank", help="tag column of a TREC output")
-    parser.add_argument("--index-dir", help="where collection indexes are kept")
-    parser.add_argument(
-        "--no-resume", action="store_true", help="discard a partial run and start over"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
-
-
-def cli_main(argv: list[str] | None = None) -> int:
-    """``gumbel-rerank rerank ...``; returns the exit status (2 for bad input or options)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse exits 2 on bad usage, 0 on --help
-        return int(e.code or 0)
-    try:
-        report = rerank(
-            args.input,
-            args.output,
-            args.reranker,
-            input_format=args.input_format,
-            collection=args.collection,
-            queries=args.queries,
-            output_format=args.output_format,
-            batch_size=args.batch_size,
-            max_passages=args.max_passages,
-            top_k=args.top_k,
-            device=args.device,
-            bf16=args.bf16,
-            resume=not args.no_resume,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-            run_tag=args.run_tag,
-            index_dir=args.index_dir,
-        )
-    except (DataError, FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"{parser.prog}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    resumed = f" ({report.resumed} done earlier)" if report.resumed else ""
-    print(
-        f"reranked {report.records} questions{resumed}, {report.passages} passages scored in "
-        f"{report.seconds:.1f} s on {report.device} -> {report.output}",
-        file=sys.stderr,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(cli_main())

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import shutil
 import signal
@@ -29,27 +28,14 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from gumbel_rerank import checkpointing as ckpt
-from gumbel_rerank import distributed
-from gumbel_rerank.config import OptimConfig, RunConfig, save_config
-from gumbel_rerank.engine import DeepSpeedEngine, TorchEngine
-from gumbel_rerank.envinfo import environment_report
-from gumbel_rerank.metrics_log import MetricsLog, open_wandb
+from gumbel_rerank.config import save_config
+from gumbel_rerank.envinfo import environment_report, resolve_device
 from gumbel_rerank.objectives.base import Batch, Objective, StepContext
-
-
-def resolve_device(name: str) -> torch.device:
-    """"auto" / "cuda" -> this process's GPU (LOCAL_RANK or SLURM_LOCALID), else the CPU.
-
-    The index matters: models are loaded before the process group exists, and a bare "cuda"
-    would put every rank's frozen reader on GPU 0.
-    """
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-        return torch.device(f"cuda:{int(local)}")
-    return torch.device(name)
+from gumbel_rerank.training import checkpointing as ckpt
+from gumbel_rerank.training import distributed
+from gumbel_rerank.training.config import OptimConfig, RunConfig
+from gumbel_rerank.training.engine import DeepSpeedEngine, TorchEngine
+from gumbel_rerank.training.metrics_log import MetricsLog, open_wandb
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,46 @@
+"""`gumbel-rerank demo [--out DIR] [--resume] [--section.key=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gumbel_rerank.cli.args import check_overrides, positive_int
+from gumbel_rerank.config import ConfigError
+from gumbel_rerank.demo.command import DemoOptions, run_demo
+from gumbel_rerank.demo.reader_recipe import SHIPPED_READER
+
+
+def cli_main(argv: list[str]) -> int:
+    """``gumbel-rerank demo``."""
+    parser = argparse.ArgumentParser(
+        prog="gumbel-rerank demo",
+        description="G-Rerank on the embedded two-hop data: reading check, baselines, training, "
+        "table. Any key of demo/assets/grerank_recipe.yaml can be overridden: --optim.max_steps=50",
+    )
+    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
+    parser.add_argument("--reader", type=Path, default=SHIPPED_READER, help="reader directory")
+    parser.add_argument("--train-questions", type=positive_int, default=DemoOptions.train_questions)
+    parser.add_argument("--test-questions", type=positive_int, default=DemoOptions.test_questions)
+    parser.add_argument("--check-questions", type=positive_int, default=DemoOptions.check_questions)
+    parser.add_argument("--resume", action="store_true", help="continue the G-Rerank run in --out")
+    args, rest = parser.parse_known_args(argv)
+    check_overrides(parser, rest)
+    options = DemoOptions(
+        out=args.out,
+        reader=args.reader,
+        train_questions=args.train_questions,
+        test_questions=args.test_questions,
+        check_questions=args.check_questions,
+        resume=args.resume,
+    )
+    try:
+        run_demo(options, rest)
+    except ConfigError as err:
+        print(f"gumbel-rerank demo: config error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, RuntimeError) as err:
+        print(f"gumbel-rerank demo: {err}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,217 @@
+"""The job configurations of `gumbel-rerank train` and `train-reader`: one dataclass per section.
+
+A YAML file gives defaults and ``--section.key=value`` overrides win (``gumbel_rerank.config``
+does the parsing and names the dotted key of any error). ``objective.settings`` is typed by the
+objective that ``objective.name`` picks (``gumbel_rerank.objectives.registry``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from gumbel_rerank.config import ConfigError
+from gumbel_rerank.masks import MaskConfig
+from gumbel_rerank.objectives import registry
+from gumbel_rerank.objectives.reader_nll import CurriculumStage
+from gumbel_rerank.reader.fid import FiDReaderConfig
+
+
+@dataclass
+class DataConfig:
+    """Where questions come from and how they are batched.
+
+    Attributes:
+        train / dev: question files (JSON list or JSONL, see ``gumbel_rerank.data.questions``).
+        n_passages: candidates per question given to reranker and reader (first N); None = all.
+        gold_field: per-passage gold flag name for evaluation (None = auto-detect).
+        skip_invalid: skip (and report) invalid records instead of stopping.
+        dev_subset: questions of ``dev`` used by in-loop evaluation.
+    """
+
+    train: str = ""
+    dev: str | None = None
+    n_passages: int | None = None
+    gold_field: str | None = None
+    skip_invalid: bool = False
+    dev_subset: int = 200
+
+
+@dataclass
+class ReaderSection:
+    """The frozen reader: a checkpoint directory and how to run it."""
+
+    path: str = ""
+    tokenizer: str | None = None
+    base_config: str | None = None
+    settings: FiDReaderConfig = field(default_factory=FiDReaderConfig)
+
+
+@dataclass
+class RerankerSection:
+    """The reranker to train: a local HF directory and its scoring settings.
+
+    ``settings`` are overrides of ``RerankerConfig`` fields on top of what the directory's
+    gumbel_rerank.json says (or the defaults): setting max_length keeps a saved template.
+    Unknown fields are refused when the reranker is loaded, before training starts.
+    """
+
+    path: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class ObjectiveConfig:
+    """Which loss trains the reranker (``name``, one of the registry) and its ``settings``.
+
+    ``settings`` is given as a mapping and becomes the objective's own settings dataclass when
+    the config is built, so a wrong key stops the run at start-up naming
+    ``objective.settings.<key>``. ``objective.mask`` and ``objective.mask_samples``, the
+    pre-registry spelling of G-Rerank's settings, are still read (as
+    ``objective.settings.mask`` / ``.mask_samples``), and ``cfg.objective.mask`` still reads.
+    """
+
+    CONFIG_ALIASES: ClassVar[dict[str, str]] = {
+        "mask": "settings.mask",
+        "mask_samples": "settings.mask_samples",
+    }
+
+    name: str = "gumbel"
+    settings: Any = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        registry.get(self.name, trains="reranker")
+        self.settings = registry.parse_settings(self.name, self.settings, "objective.settings")
+
+    @property
+    def spec(self) -> registry.ObjectiveSpec:
+        """The registered :class:`~gumbel_rerank.objectives.registry.ObjectiveSpec`."""
+        return registry.get(self.name)
+
+    @property
+    def mask(self) -> MaskConfig:
+        """G-Rerank's mask settings (``settings.mask``), for code written before the registry."""
+        try:
+            return self.settings.mask
+        except AttributeError:
+            raise AttributeError(f"objective {self.name!r} has no mask settings") from None
+
+
+@dataclass
+class EvalConfig:
+    """In-loop and final evaluation.
+
+    Attributes:
+        k: passages the reader reads from the reranker's hard top-k (EM, hard top-k loss);
+            None = the objective's own k (G-Rerank: ``objective.settings.mask.k``), else 5.
+        ks: ranking cut-offs of the in-loop Recall@k / nDCG@k.
+    """
+
+    k: int | None = None
+    ks: list[int] = field(default_factory=lambda: [1, 2, 5])
+
+    def __post_init__(self) -> None:
+        if self.k is not None and self.k < 1:
+            raise ConfigError(f"eval.k must be >= 1, got {self.k}")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ConfigError(f"eval.ks must be a non-empty list of cut-offs >= 1, got {self.ks}")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with warmup then decay; batch sizes are per process."""
+
+    lr: float = 2e-5
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 0
+    scheduler: str = "linear"  # linear | cosine | constant
+    max_steps: int = 1000
+    micro_batch_size: int = 8
+    grad_accum: int = 1
+    grad_clip: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in ("linear", "cosine", "constant"):
+            raise ConfigError(f"optim.scheduler: {self.scheduler!r} is not linear, cosine or constant")
+        for name in ("max_steps", "micro_batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"optim.{name} must be >= 1, got {getattr(self, name)}")
+        if not math.isfinite(self.lr) or self.lr <= 0:
+            raise ConfigError(f"optim.lr must be a finite number > 0, got {self.lr}")
+        if self.warmup_steps < 0 or self.grad_clip < 0:
+            raise ConfigError("optim.warmup_steps and optim.grad_clip must be >= 0")
+
+
+@dataclass
+class RunConfig:
+    """Where the run writes, how often it evaluates/saves/logs, which engine it uses.
+
+    Attributes:
+        output_dir: the run folder (resolved config, versions, metrics.jsonl, checkpoints).
+        deepspeed: a DeepSpeed JSON config (``configs/deepspeed/*.json``) or None for plain torch.
+        wandb: "disabled", "offline", "online" or "auto" (online if reachable, else offline).
+        keep_last: checkpoints kept (oldest deleted after a newer one is complete).
+        final_report: after training, evaluate the trained reranker on the dev subset (ranking
+            metrics, indirect subset, EM/F1 from its top-k and the retriever's) and write
+            report.json / report.md / plots (with the training curves) to ``output_dir/report``.
+        resume: continue from the latest checkpoint in ``output_dir``. Without it a folder that
+            already holds checkpoints is refused rather than overwritten.
+    """
+
+    output_dir: str = "runs/default"
+    seed: int = 0
+    eval_every: int = 200
+    save_every: int = 200
+    keep_last: int = 2
+    log_every: int = 10
+    deepspeed: str | None = None
+    wandb: str = "disabled"
+    wandb_project: str = "gumbel-rerank"
+    resume: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+    final_report: bool = True  # full dev evaluation + report/plots into <output_dir>/report
+
+    def __post_init__(self) -> None:
+        if self.wandb not in ("disabled", "offline", "online", "auto"):
+            raise ConfigError(f"run.wandb: {self.wandb!r} is not disabled, offline, online or auto")
+        if self.keep_last < 1:
+            raise ConfigError("run.keep_last must be >= 1")
+        for name in ("save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"run.{name} must be >= 1 (run.eval_every=0 disables evaluation)")
+        if self.eval_every < 0:
+            raise ConfigError("run.eval_every must be >= 0 (0 disables evaluation)")
+
+
+@dataclass
+class TrainConfig:
+    """Everything `gumbel-rerank train` needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    reader: ReaderSection = field(default_factory=ReaderSection)
+    reranker: RerankerSection = field(default_factory=RerankerSection)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def eval_k(self) -> int:
+        """``eval.k``, or the objective's own k when unset."""
+        if self.eval.k is not None:
+            return self.eval.k
+        return self.objective.spec.eval_k(self.objective.settings)
+
+
+@dataclass
+class ReaderTrainConfig:
+    """Everything `gumbel-rerank train-reader` needs: the reader's T5 is what is trained."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    reader: ReaderSection = field(default_factory=ReaderSection)
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4))
+    run: RunConfig = field(default_factory=RunConfig)
+    eval_answer_maxlength: int = 20
+    curriculum: list[CurriculumStage] = field(default_factory=list)

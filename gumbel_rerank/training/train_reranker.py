@@ -1,0 +1,114 @@
+"""`gumbel-rerank train`: a reranker trained by a registered objective (G-Rerank by default).
+
+The job reads straight through: load the reader and the reranker, the questions, build the
+objective the config names (``objectives.registry.build_objective``), hand all of it to the
+:class:`~gumbel_rerank.training.loop.Trainer`, and write the final dev report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from gumbel_rerank.config import ConfigError
+from gumbel_rerank.data import load_questions
+from gumbel_rerank.envinfo import resolve_device
+from gumbel_rerank.evaluation import RerankerEvaluator, evaluate, write_report
+from gumbel_rerank.objectives.registry import build_objective
+from gumbel_rerank.reader.fid import FiDReader
+from gumbel_rerank.rerankers import Reranker
+from gumbel_rerank.training.collate import make_collate
+from gumbel_rerank.training.config import DataConfig, TrainConfig
+from gumbel_rerank.training.distributed import is_main_process
+from gumbel_rerank.training.loop import Trainer
+
+
+def load_reader(cfg: TrainConfig, device: torch.device) -> FiDReader:
+    """The frozen reader ``cfg.reader`` on ``device``."""
+    if not cfg.reader.path:
+        raise ConfigError("reader.path: a reader checkpoint directory is required")
+    reader = FiDReader.from_pretrained(
+        cfg.reader.path,
+        tokenizer=cfg.reader.tokenizer,
+        base_config=cfg.reader.base_config,
+        config=cfg.reader.settings,
+    )
+    return reader.to(device)
+
+
+def load_reranker(cfg: TrainConfig) -> Reranker:
+    """The reranker to train. A fresh head (a bare encoder directory) is seeded by ``run.seed``,
+    so two runs of one config start from, and end with, the same weights."""
+    if not cfg.reranker.path:
+        raise ConfigError("reranker.path: a reranker directory (HF cross-encoder or T5) is required")
+    try:
+        reranker = Reranker.from_pretrained(cfg.reranker.path, seed=cfg.run.seed, **cfg.reranker.settings)
+    except TypeError as err:  # an unknown settings field
+        raise ConfigError(f"reranker.settings: {err}") from err
+    if cfg.reranker.gradient_checkpointing:
+        reranker.gradient_checkpointing_enable()
+    return reranker
+
+
+def load_split(data: DataConfig, path: str):
+    """One question file with the run's data settings."""
+    return load_questions(
+        path, gold_field=data.gold_field, skip_invalid=data.skip_invalid, max_passages=data.n_passages
+    )
+
+
+def run_train(cfg: TrainConfig) -> dict[str, float]:
+    """Train ``cfg.reranker`` with ``cfg.objective`` through ``cfg.reader``; returns last metrics."""
+    if not cfg.data.train:
+        raise ConfigError("data.train: a training question file is required")
+    device = resolve_device(cfg.run.device)
+    reader = load_reader(cfg, device)
+    reranker = load_reranker(cfg)
+    train = load_split(cfg.data, cfg.data.train)
+    evaluator = None
+    if cfg.data.dev:
+        dev = load_split(cfg.data, cfg.data.dev)
+        subset = [dev[i] for i in range(min(cfg.data.dev_subset, len(dev)))]
+        evaluator = RerankerEvaluator(
+            reader, subset, k=cfg.eval_k(), ks=cfg.eval.ks, n_passages=cfg.data.n_passages
+        )
+    objective = build_objective(cfg.objective.name, cfg.objective.settings, reader=reader)
+
+    def save(module: Reranker, directory: Path) -> None:
+        module.save_pretrained(directory)
+
+    trainer = Trainer(
+        module=reranker,
+        objective=objective,
+        collate=make_collate(train, cfg.data.n_passages),
+        n_examples=len(train),
+        optim=cfg.optim,
+        run=cfg.run,
+        save_module=save,
+        evaluate=evaluator,
+        config=cfg,
+        extra_run_files={"reader.json": reader.load_report.to_dict() if reader.load_report else {}},
+        device=device,
+    )
+    last = trainer.fit()
+    final = Path(cfg.run.output_dir) / "model"
+    finished = final.is_dir() and not trainer.preempted
+    if cfg.run.final_report and evaluator is not None and finished and is_main_process():
+        write_final_report(cfg, reader, final, evaluator.questions)
+    return last
+
+
+def write_final_report(cfg: TrainConfig, reader: FiDReader, model_dir: Path, questions: list) -> None:
+    """Full evaluation of the trained reranker on the dev subset, with plots and curves."""
+    reranker = Reranker.from_pretrained(model_dir).to(reader.device).eval()
+    report = evaluate(
+        questions,
+        reader=reader,
+        reranker=reranker,
+        em_ks=sorted({1, cfg.eval_k()}),
+        n_passages=cfg.data.n_passages,
+        max_new_tokens=cfg.reader.settings.answer_maxlength,
+    )
+    out = Path(cfg.run.output_dir)
+    write_report(report, out / "report", metrics_log=out / "metrics.jsonl")
