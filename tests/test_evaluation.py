@@ -16,7 +16,7 @@ from tiny_world import build_world
 from gumbel_rerank.cli.evaluate import cli_main
 from gumbel_rerank.data.answers import exact_match, f1
 from gumbel_rerank.data.questions import Passage, Question, load_questions
-from gumbel_rerank.evaluation.core import (
+from gumbel_rerank.evaluation import (
     RerankerEvaluator,
     all_gold_in_top_k,
     evaluate,

@@ -27,7 +27,7 @@ from gumbel_rerank.cli import main
 from gumbel_rerank.data.questions import load_questions
 from gumbel_rerank.demo.synthetic import LookupSpec, lookup_questions, vocabulary_text
 from gumbel_rerank.demo.wordlevel import train_bert_tokenizer, train_t5_tokenizer
-from gumbel_rerank.evaluation.core import RerankerEvaluator
+from gumbel_rerank.evaluation import RerankerEvaluator
 from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
 from gumbel_rerank.rerankers.model import Reranker, RerankerConfig, build_reranker_from_config
 

@@ -23,7 +23,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-import gumbel_rerank.rerankers.model as rr
+import gumbel_rerank.rerankers.storage as rr_storage
 from gumbel_rerank.rerankers.model import (
     SETTINGS_NAME,
     RankResult,
@@ -436,7 +436,7 @@ def test_crash_after_partial_write_leaves_old_directory_intact(
         (directory / "tokenizer.json").write_text('{"trunc')
         raise OSError("disk full")
 
-    monkeypatch.setattr(rr, "_save_tokenizer", partial_tokenizer_save)
+    monkeypatch.setattr(rr_storage, "_save_tokenizer", partial_tokenizer_save)
     with pytest.raises(OSError, match="disk full"):
         bad.save_pretrained(path)
     assert "model.safetensors" in written  # the failure really happened midway
@@ -447,7 +447,7 @@ def test_failed_first_save_leaves_nothing(bert_tokenizer, tmp_path, monkeypatch)
     def fail(directory, config):
         raise OSError("no space left")
 
-    monkeypatch.setattr(rr, "_write_settings", fail)
+    monkeypatch.setattr(rr_storage, "_write_settings", fail)
     with pytest.raises(OSError):
         make_bert_reranker(bert_tokenizer).save_pretrained(tmp_path / "new")
     assert list(tmp_path.iterdir()) == []

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from gumbel_rerank.cli.args import positive_int
-from gumbel_rerank.evaluation.core import DEFAULT_EM_KS, DEFAULT_KS, evaluate
+from gumbel_rerank.evaluation import DEFAULT_EM_KS, DEFAULT_KS, evaluate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -51,6 +51,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str) -> int:
+    """Print one ``gumbel-rerank evaluate: error: ...`` line to stderr; returns exit status 2."""
+    print(f"gumbel-rerank evaluate: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _argument_error(args: argparse.Namespace) -> str | None:
+    """The message of an inconsistent option combination, or None when the options fit."""
+    if args.reader is None and (args.reader_tokenizer or args.base_config or args.text_maxlength):
+        return "--reader-tokenizer, --base-config and --text-maxlength need --reader"
+    if args.metrics_log is not None and args.out is None:
+        return "--metrics-log needs --out (the training curves are written there)"
+    if args.device == "cuda" and not torch.cuda.is_available():
+        return "--device cuda: CUDA is not available"
+    return None
+
+
+def _load_models(args: argparse.Namespace, device: torch.device, dtype: str) -> tuple[Any, Any]:
+    """``(reranker or None, reader or None)`` from ``--reranker`` / ``--reader``, on ``device``.
+
+    Raises the loaders' errors (OSError for missing directories, CheckpointError for bad
+    reader checkpoints) for :func:`run_cli` to report.
+    """
+    reranker = None
+    if args.reranker is not None:
+        from gumbel_rerank.rerankers.model import Reranker
+
+        reranker = Reranker.from_pretrained(args.reranker).to(device)
+        if args.bf16:
+            reranker = reranker.to(torch.bfloat16)  # scores come back as float32
+    reader = None
+    if args.reader is not None:
+        from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
+
+        settings: dict[str, Any] = {"dtype": dtype}
+        if args.text_maxlength is not None:
+            settings["text_maxlength"] = args.text_maxlength
+        reader = FiDReader.from_pretrained(
+            args.reader,
+            tokenizer=args.reader_tokenizer,
+            base_config=args.base_config,
+            config=FiDReaderConfig(**settings),
+        ).to(device)
+    return reranker, reader
+
+
 def run_cli(args: argparse.Namespace) -> int:
     """Run ``evaluate`` from parsed :func:`add_arguments` options; returns the exit status.
 
@@ -62,16 +108,9 @@ def run_cli(args: argparse.Namespace) -> int:
     from gumbel_rerank.evaluation.report import render_markdown, write_report
     from gumbel_rerank.reader.checkpoints import CheckpointError
 
-    def fail(message: str) -> int:
-        print(f"gumbel-rerank evaluate: error: {message}", file=sys.stderr)
-        return 2
-
-    if args.reader is None and (args.reader_tokenizer or args.base_config or args.text_maxlength):
-        return fail("--reader-tokenizer, --base-config and --text-maxlength need --reader")
-    if args.metrics_log is not None and args.out is None:
-        return fail("--metrics-log needs --out (the training curves are written there)")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        return fail("--device cuda: CUDA is not available")
+    message = _argument_error(args)
+    if message is not None:
+        return _fail(message)
     device = torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu")
     dtype = "bfloat16" if args.bf16 else "float32"
     try:
@@ -80,29 +119,10 @@ def run_cli(args: argparse.Namespace) -> int:
         questions = load_questions(
             args.data, gold_field=args.gold_field, max_passages=args.n_passages
         )
-        reranker = None
-        if args.reranker is not None:
-            from gumbel_rerank.rerankers.model import Reranker
-
-            reranker = Reranker.from_pretrained(args.reranker).to(device)
-            if args.bf16:
-                reranker = reranker.to(torch.bfloat16)  # scores come back as float32
-        reader = None
-        if args.reader is not None:
-            from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
-
-            settings: dict[str, Any] = {"dtype": dtype}
-            if args.text_maxlength is not None:
-                settings["text_maxlength"] = args.text_maxlength
-            reader = FiDReader.from_pretrained(
-                args.reader,
-                tokenizer=args.reader_tokenizer,
-                base_config=args.base_config,
-                config=FiDReaderConfig(**settings),
-            ).to(device)
+        reranker, reader = _load_models(args, device, dtype)
     except (DataError, CheckpointError, OSError) as err:
         # OSError includes FileNotFoundError (a missing reranker directory, metrics log).
-        return fail(str(err))
+        return _fail(str(err))
 
     report = evaluate(
         questions,
@@ -129,7 +149,7 @@ def run_cli(args: argparse.Namespace) -> int:
         try:
             paths = write_report(report, args.out, args.metrics_log)
         except OSError as err:
-            return fail(str(err))
+            return _fail(str(err))
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0
 

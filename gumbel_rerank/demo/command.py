@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -35,6 +35,11 @@ from gumbel_rerank.demo.dataset import DemoSpec, write_demo_data
 from gumbel_rerank.demo.reader_recipe import ASSETS, SHIPPED_READER
 from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from gumbel_rerank.data.questions import Question
+    from gumbel_rerank.reader.fid import FiDReader
+    from gumbel_rerank.rerankers.model import Reranker
 
 RECIPE = ASSETS / "grerank_recipe.yaml"
 
@@ -92,10 +97,10 @@ def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
 
 def plot_table(table: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     """Grouped bars: one group per column, one bar per ranking (PNG)."""
-    from gumbel_rerank.evaluation.report import _new_figure, _png_bytes
+    from gumbel_rerank.evaluation.report import new_figure, png_bytes
 
     columns = list(next(iter(table.values())))
-    figure = _new_figure(8.0, 4.0)
+    figure = new_figure(8.0, 4.0)
     ax = figure.subplots()
     width = 0.8 / len(table)
     for i, (label, row) in enumerate(table.items()):
@@ -106,7 +111,7 @@ def plot_table(table: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     ax.set_ylabel("fraction of test questions")
     ax.legend(fontsize="small")
     ax.grid(True, axis="y", alpha=0.3)
-    write_atomic(path, _png_bytes(figure))
+    write_atomic(path, png_bytes(figure))
     return path
 
 
@@ -153,7 +158,7 @@ def _write_data(options: DemoOptions) -> None:
     write_demo_data(spec, options.out / "data")
 
 
-def _untrained_reranker(cfg: TrainConfig, directory: Path):
+def _untrained_reranker(cfg: TrainConfig, directory: Path) -> Reranker:
     """The starting reranker, written once: its head is random (seeded), and training has to
     start from exactly the weights the "untrained" row measured."""
     from gumbel_rerank.rerankers.model import Reranker
@@ -165,8 +170,17 @@ def _untrained_reranker(cfg: TrainConfig, directory: Path):
     return Reranker.from_pretrained(directory, **cfg.reranker.settings)
 
 
-def _evaluate(questions, reader, reranker, k: int, cfg: TrainConfig, out: Path, metrics_log=None):
-    from gumbel_rerank.evaluation.core import evaluate
+def _evaluate(
+    questions: Sequence[Question],
+    reader: FiDReader,
+    reranker: Reranker,
+    k: int,
+    cfg: TrainConfig,
+    out: Path,
+    metrics_log: Path | None = None,
+) -> dict[str, Any]:
+    """Evaluate ``reranker`` (and the incoming order) on ``questions``; write the report to ``out``."""
+    from gumbel_rerank.evaluation import evaluate
     from gumbel_rerank.evaluation.report import write_report
 
     report = evaluate(
@@ -182,26 +196,85 @@ def _evaluate(questions, reader, reranker, k: int, cfg: TrainConfig, out: Path, 
     return report
 
 
-def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The whole demo (module docstring); returns the JSON written to ``report/demo.json``."""
-    from gumbel_rerank.data.questions import load_questions
-    from gumbel_rerank.demo.reading_check import (
-        format_reading_check,
-        read_demo_records,
-        reading_check,
-    )
-    from gumbel_rerank.envinfo import resolve_device
-    from gumbel_rerank.reader.fid import FiDReader
-    from gumbel_rerank.rerankers.model import Reranker
-    from gumbel_rerank.training.train_reranker import run_train
-
-    started = time.monotonic()
-    cfg = demo_config(options, overrides)
+def _check_reader_directory(cfg: TrainConfig) -> None:
+    """FileNotFoundError, with how to remake it, when the configured reader directory is empty."""
     if not (Path(cfg.reader.path) / "config.json").is_file():
         raise FileNotFoundError(
             f"{cfg.reader.path}: no demo reader there; remake it with "
             "`gumbel-rerank demo-reader --out runs/demo-reader` and pass --reader runs/demo-reader/run/model"
         )
+
+
+def _run_reading_check(reader: FiDReader, cfg: TrainConfig, options: DemoOptions) -> dict[str, Any]:
+    """Step 2: the reader's reading check on the first dev questions, printed; returns it."""
+    from gumbel_rerank.demo.reading_check import (
+        format_reading_check,
+        read_demo_records,
+        reading_check,
+    )
+
+    print(f"[2/5] reading check of the reader {cfg.reader.path} on {options.check_questions} dev questions", flush=True)
+    records = read_demo_records(options.out / "data" / "dev.jsonl", limit=options.check_questions)
+    check = reading_check(reader, records)
+    print(format_reading_check(check), flush=True)
+    return check
+
+
+def _test_questions(options: DemoOptions) -> list[Question]:
+    """The first ``options.test_questions`` questions of the test split."""
+    from gumbel_rerank.data.questions import load_questions
+
+    test = load_questions(options.out / "data" / "test.jsonl")
+    return [test[i] for i in range(min(options.test_questions, len(test)))]
+
+
+def _train_grerank(cfg: TrainConfig, k: int) -> Path:
+    """Step 4: train the reranker with G-Rerank; returns the final model directory.
+
+    Raises RuntimeError when the run stopped early (SIGUSR1: its checkpoint is saved).
+    """
+    from gumbel_rerank.training.train_reranker import run_train
+
+    print(f"[4/5] G-Rerank: {cfg.optim.max_steps} steps, k={k}, tau={cfg.objective.mask.tau}, no gold flags", flush=True)
+    run_train(cfg)
+    model = Path(cfg.run.output_dir) / "model"
+    if not model.is_dir():  # stopped early (SIGUSR1): the checkpoint is saved
+        raise RuntimeError(f"G-Rerank stopped before the end; continue with --resume (run in {cfg.run.output_dir})")
+    return model
+
+
+def _write_demo_files(
+    result: Mapping[str, Any], table: Mapping[str, Mapping[str, float]], report_dir: Path
+) -> None:
+    """``demo.json`` (``result``), ``demo.md`` (reading check and table) and ``demo.png``."""
+    from gumbel_rerank.demo.reading_check import format_reading_check
+
+    check = result["reading_check"]
+    write_atomic(report_dir / "demo.json", json.dumps(result, indent=1) + "\n")
+    text = "\n\n".join(
+        [
+            "# gumbel-rerank demo",
+            f"Reading check of the reader (dev, {check['n']['all']} questions, EM):",
+            format_reading_check(check),
+            f"Test, {result['test_questions']} questions; the reader reads the top {result['k']} of each ranking:",
+            format_table(table),
+            "Plots: demo.png (this table), trained/training_curves.png (G-Rerank losses and dev "
+            "metrics); full reports in untrained/ and trained/.",
+        ]
+    )
+    write_atomic(report_dir / "demo.md", text + "\n")
+    plot_table(table, report_dir / "demo.png")
+
+
+def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The whole demo (module docstring); returns the JSON written to ``report/demo.json``."""
+    from gumbel_rerank.envinfo import resolve_device
+    from gumbel_rerank.reader.fid import FiDReader
+    from gumbel_rerank.rerankers.model import Reranker
+
+    started = time.monotonic()
+    cfg = demo_config(options, overrides)
+    _check_reader_directory(cfg)
     k = cfg.objective.mask.k
     out = options.out
     report_dir = out / "report"
@@ -209,24 +282,15 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[s
     _write_data(options)
     device = resolve_device(cfg.run.device)
     reader = FiDReader.from_pretrained(cfg.reader.path, config=cfg.reader.settings).to(device)
+    check = _run_reading_check(reader, cfg, options)
 
-    print(f"[2/5] reading check of the reader {cfg.reader.path} on {options.check_questions} dev questions", flush=True)
-    check = reading_check(reader, read_demo_records(out / "data" / "dev.jsonl", limit=options.check_questions))
-    print(format_reading_check(check), flush=True)
-
-    test = load_questions(out / "data" / "test.jsonl")
-    test = [test[i] for i in range(min(options.test_questions, len(test)))]
+    test = _test_questions(options)
     print(f"[3/5] untrained reranker and incoming order on {len(test)} test questions", flush=True)
     untrained = _untrained_reranker(cfg, out / "untrained_reranker").to(device)
     reports = {"untrained": _evaluate(test, reader, untrained, k, cfg, report_dir / "untrained")}
     del untrained
 
-    print(f"[4/5] G-Rerank: {cfg.optim.max_steps} steps, k={k}, tau={cfg.objective.mask.tau}, no gold flags", flush=True)
-    run_train(cfg)
-    model = Path(cfg.run.output_dir) / "model"
-    if not model.is_dir():  # stopped early (SIGUSR1): the checkpoint is saved
-        raise RuntimeError(f"G-Rerank stopped before the end; continue with --resume (run in {cfg.run.output_dir})")
-
+    model = _train_grerank(cfg, k)
     print(f"[5/5] G-Rerank reranker on {len(test)} test questions", flush=True)
     trained = Reranker.from_pretrained(model).to(device)
     metrics_log = Path(cfg.run.output_dir) / "metrics.jsonl"
@@ -241,20 +305,7 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[s
         "seconds": round(time.monotonic() - started, 1),
         "reader": str(cfg.reader.path),
     }
-    write_atomic(report_dir / "demo.json", json.dumps(result, indent=1) + "\n")
-    text = "\n\n".join(
-        [
-            "# gumbel-rerank demo",
-            f"Reading check of the reader (dev, {check['n']['all']} questions, EM):",
-            format_reading_check(check),
-            f"Test, {len(test)} questions; the reader reads the top {k} of each ranking:",
-            format_table(table),
-            "Plots: demo.png (this table), trained/training_curves.png (G-Rerank losses and dev "
-            "metrics); full reports in untrained/ and trained/.",
-        ]
-    )
-    write_atomic(report_dir / "demo.md", text + "\n")
-    plot_table(table, report_dir / "demo.png")
+    _write_demo_files(result, table, report_dir)
     print(format_table(table))
     print(f"demo: {result['seconds']:.0f} s; report in {report_dir}", flush=True)
     return result

@@ -400,7 +400,7 @@ class _Question:
 
     def __init__(
         self, rng: random.Random, people: Iterator[str], link: str, attr: str, cued: bool
-    ):
+    ) -> None:
         self.rng = rng
         self.people = people
         self.link = link

@@ -1,6 +1,6 @@
 """Evaluation reports on disk: ``report.json``, ``report.md`` and PNG plots.
 
-:func:`write_report` takes the dict of :func:`gumbel_rerank.evaluation.core.evaluate` and writes
+:func:`write_report` takes the dict of :func:`gumbel_rerank.evaluation.end_to_end.evaluate` and writes
 
 * ``report.json``: the dict itself (metric values as fractions in [0, 1]);
 * ``report.md``: markdown tables, one row per ranking (reranker, retriever), numbers in percent:
@@ -23,15 +23,20 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gumbel_rerank.durable import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "format_percent",
     "markdown_table",
+    "new_figure",
     "plot_recall_at_k",
     "plot_training_curves",
+    "png_bytes",
     "read_metrics_log",
     "render_markdown",
     "write_report",
@@ -135,7 +140,7 @@ def _ranking_rows(section: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """The markdown text of ``report.md`` for an :func:`~gumbel_rerank.evaluation.core.evaluate` dict."""
+    """The markdown text of ``report.md`` for an :func:`~gumbel_rerank.evaluation.end_to_end.evaluate` dict."""
     n = report.get("questions", 0)
     with_gold = report.get("questions_with_gold", n - report.get("questions_without_gold", 0))
     config = report.get("config", {})
@@ -198,13 +203,19 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _png_bytes(figure) -> bytes:
+def png_bytes(figure: Figure) -> bytes:
+    """The PNG encoding (120 dpi) of ``figure``, to be written atomically by the caller."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120)
     return buffer.getvalue()
 
 
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float) -> Figure:
+    """An empty matplotlib ``Figure`` of ``width`` x ``height`` inches on its own Agg canvas.
+
+    Uses the object API, never pyplot: no global backend switch, no GUI, safe in a headless job
+    and in threads; ``layout="constrained"`` keeps labels inside the image.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -217,10 +228,10 @@ def plot_recall_at_k(report: Mapping[str, Any], path: Path) -> Path:
     """Write ``path`` (PNG): Recall@k against k per ranking; indirect subset dashed.
 
     Args:
-        report: an :func:`~gumbel_rerank.evaluation.core.evaluate` dict.
+        report: an :func:`~gumbel_rerank.evaluation.end_to_end.evaluate` dict.
         path: output file.
     """
-    figure = _new_figure(6.0, 4.0)
+    figure = new_figure(6.0, 4.0)
     ax = figure.add_subplot()
     all_ks: set[int] = set()
     styles = (("rankings", "-", ""), ("indirect", "--", " (indirect)"))
@@ -250,7 +261,7 @@ def plot_recall_at_k(report: Mapping[str, Any], path: Path) -> Path:
     ax.set_ylim(0, 102)
     ax.grid(True, alpha=0.3)
     ax.set_title(f"Recall@k ({report.get('questions_with_gold', '?')} questions with gold)")
-    write_atomic(path, _png_bytes(figure))
+    write_atomic(path, png_bytes(figure))
     return path
 
 
@@ -290,7 +301,7 @@ def plot_training_curves(metrics_log: Path, path: Path) -> Path:
         for k in series
         if k.startswith("dev/") and "loss" not in k and k.removeprefix("dev/") not in _COUNT_KEYS
     )
-    figure = _new_figure(11.0, 4.0)
+    figure = new_figure(11.0, 4.0)
     left, right = figure.subplots(1, 2)
     for ax, keys, title in ((left, losses, "losses"), (right, dev, "dev metrics")):
         for key in keys:
@@ -305,7 +316,7 @@ def plot_training_curves(metrics_log: Path, path: Path) -> Path:
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     figure.suptitle(str(metrics_log))
-    write_atomic(path, _png_bytes(figure))
+    write_atomic(path, png_bytes(figure))
     return path
 
 
@@ -315,7 +326,7 @@ def write_report(
     """Write ``report.json``, ``report.md``, ``recall_at_k.png`` (and ``training_curves.png``).
 
     Args:
-        report: an :func:`~gumbel_rerank.evaluation.core.evaluate` dict.
+        report: an :func:`~gumbel_rerank.evaluation.end_to_end.evaluate` dict.
         out_dir: output folder (created).
         metrics_log: a training ``metrics.jsonl``; adds ``training_curves.png``.
 

@@ -28,6 +28,7 @@ class PassageTokens:
     passage_valid: torch.Tensor
 
     def to(self, device: torch.device | str) -> PassageTokens:
+        """A copy with all three tensors on ``device``."""
         return PassageTokens(
             self.input_ids.to(device), self.attention_mask.to(device), self.passage_valid.to(device)
         )
@@ -47,10 +48,12 @@ class EncodedPassages:
 
     @property
     def n_passages(self) -> int:
+        """N, passages per question."""
         return self.token_mask.shape[1]
 
     @property
     def passage_length(self) -> int:
+        """L, tokens per passage."""
         return self.token_mask.shape[2]
 
     @property
@@ -85,13 +88,18 @@ class Reader(Protocol):
 
     def tokenize_passages(
         self, questions: list[str], passages: list[list[dict]], n_passages: int | None = None
-    ) -> PassageTokens: ...
+    ) -> PassageTokens:
+        """(B, N, L) tokens of B questions with their passages (``title``/``text`` dicts),
+        padded to N passages (``n_passages``, default the longest list)."""
+        ...
 
     def tokenize_targets(self, answers: list[str]) -> torch.Tensor:
         """(B, T) labels, -100 at padding."""
         ...
 
-    def encode(self, tokens: PassageTokens) -> EncodedPassages: ...
+    def encode(self, tokens: PassageTokens) -> EncodedPassages:
+        """Encoder states (B, N * L, D) of every passage, each encoded on its own."""
+        ...
 
     def token_logprobs(
         self,
@@ -110,4 +118,6 @@ class Reader(Protocol):
 
     def generate(
         self, states: EncodedPassages, doc_idx: torch.Tensor | None = None, max_new_tokens: int = 50
-    ) -> list[str]: ...
+    ) -> list[str]:
+        """B greedy answers reading the passages ``doc_idx`` (B, k) (-1 = none; None = all)."""
+        ...

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,7 @@ class LoadReport:
     filled_tied_aliases: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
+        """The report as a JSON-able dict (what run folders record)."""
         return asdict(self)
 
 
@@ -101,7 +103,7 @@ def read_state_dict(files: list[Path]) -> dict[str, torch.Tensor]:
     return state
 
 
-def is_fid_layout(keys) -> bool:
+def is_fid_layout(keys: Iterable[str]) -> bool:
     """FiD wraps the T5 encoder: its keys start with ``encoder.encoder.``."""
     return any(key.startswith("encoder.encoder.") for key in keys)
 
@@ -144,7 +146,8 @@ def to_fid_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def _count_blocks(keys, prefix: str) -> int:
+def _count_blocks(keys: Iterable[str], prefix: str) -> int:
+    """Number of ``{prefix}.block.<i>.`` layers among ``keys`` (highest index + 1; 0 if none)."""
     pattern = re.compile(rf"^{re.escape(prefix)}\.block\.(\d+)\.")
     found = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
     return max(found) + 1 if found else 0
@@ -231,6 +234,78 @@ def _check_config_matches(config: T5Config, inferred: dict, source: str, where: 
             )
 
 
+def _checkpoint_config(
+    directory: Path, base_config: str | None, inferred: dict
+) -> tuple[T5Config, str]:
+    """The T5 configuration to build, and where it came from; checked against ``inferred``.
+
+    Precedence: ``base_config``, then the directory's ``config.json``, then the shapes.
+    """
+    if base_config is not None:
+        config_dict, source = resolve_base_config(base_config)
+    elif (directory / "config.json").is_file():
+        config_dict, source = _read_json(directory / "config.json"), "config.json"
+    else:
+        config_dict, source = inferred, "inferred-from-shapes"
+    config_dict = {
+        k: v for k, v in config_dict.items() if k not in ("architectures", "_name_or_path")
+    }
+    # Sparse 3.0.2 configs lack these; the modern defaults are the ones FiD trained with, but
+    # tying must follow the weights (v1.1-style checkpoints have a separate lm_head).
+    config_dict.setdefault("tie_word_embeddings", inferred["tie_word_embeddings"])
+    config_dict.setdefault("decoder_start_token_id", 0)
+    config = T5Config(**config_dict)
+    _check_config_matches(config, inferred, source, directory)
+    return config, source
+
+
+def _fill_tied_weights(
+    model: T5ForConditionalGeneration, state: dict[str, torch.Tensor]
+) -> list[str]:
+    """Add the tied copies of ``shared.weight`` a checkpoint left out (in place); their names.
+
+    A checkpoint with its own ``lm_head`` gets its own parameter in ``model`` instead.
+    """
+    filled = []
+    for alias in TIED_ALIASES:
+        if alias not in state and "shared.weight" in state:
+            state[alias] = state["shared.weight"]
+            filled.append(alias)
+    lm_head = state.get("lm_head.weight")
+    if lm_head is None:
+        state["lm_head.weight"] = state["shared.weight"]
+        filled.append("lm_head.weight")
+    elif not _same_tensor(lm_head, state["shared.weight"]):
+        # Transformers 5.x ties lm_head to the input embedding for every T5; a checkpoint
+        # with its own lm_head needs its own parameter or one would overwrite the other.
+        model.lm_head.weight = torch.nn.Parameter(torch.empty_like(lm_head))
+    return filled
+
+
+def _load_exactly(
+    model: T5ForConditionalGeneration,
+    state: dict[str, torch.Tensor],
+    directory: Path,
+    what: str,
+) -> None:
+    """``load_state_dict(strict=True)``, refusing any missing or unexpected key by name first.
+
+    ``what`` ("fid layout, config from ...") describes the checkpoint in the error message.
+    """
+    expected = set(model.state_dict())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{directory}: weights do not match a T5 model ({what}); "
+            f"missing {len(missing)}: {missing[:8]}; unexpected {len(unexpected)}: {unexpected[:8]}"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{directory}: {err}") from err
+
+
 def load_t5_checkpoint(
     path: str | Path,
     base_config: str | None = None,
@@ -260,50 +335,12 @@ def load_t5_checkpoint(
     if layout == "fid":
         state = remap_fid_keys(state)
     legacy_bias = state.pop(LEGACY_BIAS_KEY, None)
-
-    inferred = infer_t5_config(state)
-    if base_config is not None:
-        config_dict, source = resolve_base_config(base_config)
-    elif (directory / "config.json").is_file():
-        config_dict, source = _read_json(directory / "config.json"), "config.json"
-    else:
-        config_dict, source = inferred, "inferred-from-shapes"
-    config_dict = {k: v for k, v in config_dict.items() if k not in ("architectures", "_name_or_path")}
-    # Sparse 3.0.2 configs lack these; the modern defaults are the ones FiD trained with, but
-    # tying must follow the weights (v1.1-style checkpoints have a separate lm_head).
-    config_dict.setdefault("tie_word_embeddings", inferred["tie_word_embeddings"])
-    config_dict.setdefault("decoder_start_token_id", 0)
-    config = T5Config(**config_dict)
-    _check_config_matches(config, inferred, source, directory)
+    config, source = _checkpoint_config(directory, base_config, infer_t5_config(state))
 
     model = T5ForConditionalGeneration(config)
     model.set_attn_implementation("eager")
-    filled = []
-    for alias in TIED_ALIASES:
-        if alias not in state and "shared.weight" in state:
-            state[alias] = state["shared.weight"]
-            filled.append(alias)
-    lm_head = state.get("lm_head.weight")
-    if lm_head is None:
-        state["lm_head.weight"] = state["shared.weight"]
-        filled.append("lm_head.weight")
-    elif not _same_tensor(lm_head, state["shared.weight"]):
-        # Transformers 5.x ties lm_head to the input embedding for every T5; a checkpoint
-        # with its own lm_head needs its own parameter or one would overwrite the other.
-        model.lm_head.weight = torch.nn.Parameter(torch.empty_like(lm_head))
-
-    expected = set(model.state_dict())
-    missing = sorted(expected - set(state))
-    unexpected = sorted(set(state) - expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{directory}: weights do not match a T5 model ({layout} layout, config from {source}); "
-            f"missing {len(missing)}: {missing[:8]}; unexpected {len(unexpected)}: {unexpected[:8]}"
-        )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"{directory}: {err}") from err
+    filled = _fill_tied_weights(model, state)
+    _load_exactly(model, state, directory, f"{layout} layout, config from {source}")
     model.to(dtype)
     model.eval()
     model.requires_grad_(False)

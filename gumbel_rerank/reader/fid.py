@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, T5ForConditionalGeneration
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from gumbel_rerank.masks import LOG_FLOOR
@@ -68,7 +68,7 @@ class FiDReader:
     def __init__(
         self,
         model: T5ForConditionalGeneration,
-        tokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         config: FiDReaderConfig | None = None,
         legacy_bias_weight: torch.Tensor | None = None,
         load_report: LoadReport | None = None,
@@ -126,13 +126,16 @@ class FiDReader:
     # -- bookkeeping ------------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
+        """The device of the T5's parameters (where batches are moved)."""
         return self.model.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """The T5's parameter dtype (``FiDReaderConfig.dtype``)."""
         return self.model.dtype
 
     def to(self, device: torch.device | str) -> FiDReader:
+        """Move the T5 and the legacy bias weight to ``device``, in place; returns ``self``."""
         self.model.to(device)
         if self.legacy_bias_weight is not None:
             self.legacy_bias_weight = self.legacy_bias_weight.to(device)

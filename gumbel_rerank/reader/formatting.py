@@ -9,9 +9,14 @@ themselves, so FiD's literal " </s>" suffix would give two; we tokenise with
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from gumbel_rerank.reader.base import PassageTokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 IGNORE_INDEX = -100
 
@@ -22,7 +27,7 @@ def format_passage(question: str, title: str | None, text: str) -> str:
 
 
 def tokenize_passages(
-    tokenizer,
+    tokenizer: PreTrainedTokenizerBase,
     questions: list[str],
     passages: list[list[dict]],
     max_length: int,
@@ -77,7 +82,9 @@ def tokenize_passages(
     return PassageTokens(input_ids, attention_mask, passage_valid)
 
 
-def tokenize_targets(tokenizer, answers: list[str], max_length: int | None = None) -> torch.Tensor:
+def tokenize_targets(
+    tokenizer: PreTrainedTokenizerBase, answers: list[str], max_length: int | None = None
+) -> torch.Tensor:
     """Answer token ids followed by exactly one EOS, padded with -100.
 
     Args:

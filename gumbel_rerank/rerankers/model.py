@@ -15,7 +15,9 @@ any monotone squashing would only shrink their useful range.
 A trained reranker is saved as a plain Hugging Face directory (safetensors weights, tokenizer,
 ``config.json``) plus a small ``gumbel_rerank.json`` with the :class:`RerankerConfig`, so a
 cross-encoder loads without this package in ``AutoModelForSequenceClassification`` and in
-sentence-transformers' ``CrossEncoder``.
+sentence-transformers' ``CrossEncoder``. The settings live in :mod:`gumbel_rerank.rerankers.config`,
+saving and loading directories in :mod:`gumbel_rerank.rerankers.storage`; this module holds the
+scoring module itself (its settings names are re-exported here).
 
 Example::
 
@@ -28,12 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
-import logging
 import os
-import shutil
-import string
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,127 +39,16 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from gumbel_rerank.durable import fsync_dir
+from gumbel_rerank.rerankers.config import (
+    DEFAULT_RANKT5_TOKEN,
+    RerankerConfig,
+    format_passage,
+    kind_of,
+)
+from gumbel_rerank.rerankers.storage import SETTINGS_NAME, load_components, save_directory
 
-logger = logging.getLogger(__name__)
-
-SETTINGS_NAME = "gumbel_rerank.json"
-"""File name of our settings inside a saved reranker directory."""
-
-SETTINGS_FORMAT_VERSION = 1
-
-KINDS = ("cross_encoder", "rankt5")
-
-DEFAULT_RANKT5_TOKEN = "<extra_id_10>"
-"""RankT5's score token: an unused sentinel of the T5 vocabulary (the paper uses <extra_id_10>)."""
-
-# Model types that are always scored RankT5-style even if a config lacks is_encoder_decoder.
-_T5_MODEL_TYPES = frozenset({"t5", "mt5", "umt5", "longt5"})
 # RoBERTa-style position ids start at padding_idx + 1, so two positions are unusable.
 _ROBERTA_LIKE = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert"})
-
-
-def _template_fields(template: str, what: str) -> set[str]:
-    """Named placeholders of a ``str.format`` template; raises ValueError on malformed braces."""
-    try:
-        parsed = list(string.Formatter().parse(template))
-    except ValueError as err:
-        raise ValueError(
-            f"{what}={template!r} is not a valid str.format template ({err}); "
-            "escape literal braces as '{{' and '}}'."
-        ) from err
-    names = {name for _, name, _, _ in parsed if name is not None}
-    if "" in names or any(name.isdigit() for name in names):
-        raise ValueError(
-            f"{what}={template!r} uses positional placeholders ('{{}}' or '{{0}}'); "
-            "use named ones such as '{text}'."
-        )
-    return names
-
-
-@dataclass
-class RerankerConfig:
-    """Settings of a :class:`Reranker` (saved as ``gumbel_rerank.json`` next to the model).
-
-    Attributes:
-        kind: ``"cross_encoder"`` (sequence-classification model) or ``"rankt5"`` (T5 scored by
-            one token's logit at the first decoder step).
-        max_length: maximum number of tokens of one (question, passage) input, special tokens
-            included. Cross-encoders truncate ``longest_first`` (the same strategy as
-            sentence-transformers' CrossEncoder, so saved models score identically there); RankT5
-            truncates the end of the single "Query: ... Document: ..." string.
-        template: how a passage dict's ``title`` and ``text`` become the passage string, with
-            placeholders ``{title}`` (optional) and ``{text}`` (required). A passage without a
-            title (key missing, None or empty) uses its text alone, so no dangling separator such
-            as ": text" is produced.
-        rankt5_token: RankT5 only: the token whose first-step decoder logit is the score. ``None``
-            means ``"<extra_id_10>"`` (the RankT5 paper's choice); it must then exist in the
-            tokenizer's vocabulary, otherwise construction fails asking for an explicit token.
-            The resolved token is stored back, so saved settings always name it.
-        rankt5_query_template: RankT5 only: the encoder input, with placeholders ``{question}``
-            and ``{passage}`` (the passage already formatted with ``template``).
-    """
-
-    kind: str = "cross_encoder"
-    max_length: int = 256
-    template: str = "{title}: {text}"
-    rankt5_token: str | None = None
-    rankt5_query_template: str = "Query: {question} Document: {passage}"
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(
-                f"RerankerConfig.kind={self.kind!r} is not supported; use one of {KINDS}."
-            )
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int):
-            raise TypeError(
-                f"RerankerConfig.max_length must be an int, got {type(self.max_length).__name__}."
-            )
-        if self.max_length < 4:
-            raise ValueError(
-                f"RerankerConfig.max_length={self.max_length} leaves no room for a question and a "
-                "passage next to the special tokens; use at least 4 (typically 128-512)."
-            )
-        if not isinstance(self.template, str):
-            raise TypeError("RerankerConfig.template must be a str such as '{title}: {text}'.")
-        fields = _template_fields(self.template, "RerankerConfig.template")
-        if "text" not in fields or not fields <= {"title", "text"}:
-            raise ValueError(
-                f"RerankerConfig.template={self.template!r} must contain '{{text}}' and may only "
-                f"use the placeholders {{title}} and {{text}} (found {sorted(fields)})."
-            )
-        if self.rankt5_token is not None and (
-            not isinstance(self.rankt5_token, str) or not self.rankt5_token
-        ):
-            raise ValueError(
-                "RerankerConfig.rankt5_token must be None (use '<extra_id_10>') or a non-empty "
-                f"token string, got {self.rankt5_token!r}."
-            )
-        if not isinstance(self.rankt5_query_template, str):
-            raise TypeError("RerankerConfig.rankt5_query_template must be a str.")
-        fields = _template_fields(
-            self.rankt5_query_template, "RerankerConfig.rankt5_query_template"
-        )
-        if fields != {"question", "passage"}:
-            raise ValueError(
-                f"RerankerConfig.rankt5_query_template={self.rankt5_query_template!r} must use "
-                f"exactly the placeholders {{question}} and {{passage}} (found {sorted(fields)})."
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RerankerConfig:
-        """Build from a mapping, ignoring (with a warning) keys this version does not know.
-
-        Unknown keys are tolerated so a directory saved by a newer version still loads.
-        """
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            logger.warning("Ignoring unknown reranker settings %s.", unknown)
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass(frozen=True)
@@ -209,41 +95,15 @@ class TokenizedPairs:
     mask: Tensor
 
     def to(self, device: torch.device | str) -> TokenizedPairs:
+        """A copy with the features and the mask on ``device``."""
         return TokenizedPairs(
             {k: v.to(device) for k, v in self.features.items()}, self.mask.to(device)
         )
 
     @property
     def num_pairs(self) -> int:
+        """P, the number of valid (question, passage) pairs (``mask.sum()``)."""
         return int(self.mask.sum())
-
-
-def format_passage(passage: str | Mapping[str, Any], template: str = "{title}: {text}") -> str:
-    """The passage side of a (question, passage) pair.
-
-    Args:
-        passage: a str (used as is: it is the text and has no title) or a mapping with a str
-            ``"text"`` and an optional ``"title"``.
-        template: ``str.format`` template with ``{title}`` and ``{text}``; used only when the
-            passage has a non-empty title, otherwise the text is returned alone.
-    """
-    if isinstance(passage, str):
-        return passage
-    if not isinstance(passage, Mapping):
-        raise TypeError(
-            f"A passage must be a str or a dict with 'text' (and optional 'title'), "
-            f"got {type(passage).__name__}."
-        )
-    text = passage.get("text")
-    if not isinstance(text, str):
-        raise ValueError(
-            f"A passage dict needs a str 'text' field; got keys {sorted(passage)} "
-            f"(text={text!r:.60})."
-        )
-    title = passage.get("title")
-    if title is None or title == "":
-        return text
-    return template.format(title=title, text=text)
 
 
 def scatter_scores(flat: Tensor, mask: Tensor, fill_value: float = 0.0) -> Tensor:
@@ -269,13 +129,35 @@ def scatter_scores(flat: Tensor, mask: Tensor, fill_value: float = 0.0) -> Tenso
     return out
 
 
-def _kind_of(hf_config: Any) -> str:
-    """Which scorer an HF config calls for: encoder-decoder (T5 family) -> rankt5."""
-    if getattr(hf_config, "is_encoder_decoder", False):
-        return "rankt5"
-    if getattr(hf_config, "model_type", None) in _T5_MODEL_TYPES:
-        return "rankt5"
-    return "cross_encoder"
+def _check_cross_encoder(hf_model: nn.Module) -> None:
+    """A cross-encoder must be a sequence classifier with one or two labels."""
+    if not type(hf_model).__name__.endswith("ForSequenceClassification"):
+        raise ValueError(
+            f"A cross-encoder reranker needs an AutoModelForSequenceClassification model, "
+            f"got {type(hf_model).__name__}; load it with "
+            "AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)."
+        )
+    num_labels = hf_model.config.num_labels
+    if num_labels not in (1, 2):
+        raise ValueError(
+            f"Unsupported cross-encoder with num_labels={num_labels}: a reranker needs one "
+            "score per pair. Use num_labels=1 (score = logit) or 2 (score = logit[1] - "
+            "logit[0]); to start from this backbone with a fresh head, load it with "
+            "AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, "
+            "ignore_mismatched_sizes=True)."
+        )
+
+
+def _check_max_length(hf_config: Any, max_length: int) -> None:
+    """``max_length`` must fit the positions the model can embed (RoBERTa-style: two fewer)."""
+    max_pos = getattr(hf_config, "max_position_embeddings", None)
+    if isinstance(max_pos, int) and max_pos > 0:
+        usable = max_pos - 2 if getattr(hf_config, "model_type", "") in _ROBERTA_LIKE else max_pos
+        if max_length > usable:
+            raise ValueError(
+                f"RerankerConfig.max_length={max_length} exceeds the {usable} positions "
+                f"the {getattr(hf_config, 'model_type', '?')} model can embed; lower it."
+            )
 
 
 class Reranker(nn.Module):
@@ -299,14 +181,16 @@ class Reranker(nn.Module):
         config: the resolved :class:`RerankerConfig` (``rankt5_token`` filled in for RankT5).
     """
 
-    def __init__(self, hf_model: nn.Module, tokenizer: Any, config: RerankerConfig | None = None):
+    def __init__(
+        self, hf_model: nn.Module, tokenizer: Any, config: RerankerConfig | None = None
+    ) -> None:
         super().__init__()
         hf_config = getattr(hf_model, "config", None)
         if hf_config is None:
             raise TypeError(
                 f"Reranker needs a Hugging Face PreTrainedModel, got {type(hf_model).__name__}."
             )
-        detected = _kind_of(hf_config)
+        detected = kind_of(hf_config)
         if config is None:
             config = RerankerConfig(kind=detected)
         elif not isinstance(config, RerankerConfig):
@@ -328,37 +212,14 @@ class Reranker(nn.Module):
         self._decoder_start_id: int | None = None
 
         if config.kind == "cross_encoder":
-            if not type(hf_model).__name__.endswith("ForSequenceClassification"):
-                raise ValueError(
-                    f"A cross-encoder reranker needs an AutoModelForSequenceClassification model, "
-                    f"got {type(hf_model).__name__}; load it with "
-                    "AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)."
-                )
-            num_labels = hf_config.num_labels
-            if num_labels not in (1, 2):
-                raise ValueError(
-                    f"Unsupported cross-encoder with num_labels={num_labels}: a reranker needs one "
-                    "score per pair. Use num_labels=1 (score = logit) or 2 (score = logit[1] - "
-                    "logit[0]); to start from this backbone with a fresh head, load it with "
-                    "AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, "
-                    "ignore_mismatched_sizes=True)."
-                )
+            _check_cross_encoder(hf_model)
         else:
             config = self._resolve_rankt5(config)
-
-        max_pos = getattr(hf_config, "max_position_embeddings", None)
-        if isinstance(max_pos, int) and max_pos > 0:
-            usable = (
-                max_pos - 2 if getattr(hf_config, "model_type", "") in _ROBERTA_LIKE else max_pos
-            )
-            if config.max_length > usable:
-                raise ValueError(
-                    f"RerankerConfig.max_length={config.max_length} exceeds the {usable} positions "
-                    f"the {getattr(hf_config, 'model_type', '?')} model can embed; lower it."
-                )
+        _check_max_length(hf_config, config.max_length)
         self.config = config
 
     def _resolve_rankt5(self, config: RerankerConfig) -> RerankerConfig:
+        """Check the RankT5 score token and decoder start id; the config with the token filled in."""
         token = config.rankt5_token
         vocab = self.tokenizer.get_vocab()
         if token is None:
@@ -397,10 +258,12 @@ class Reranker(nn.Module):
     # ------------------------------------------------------------------ properties
     @property
     def kind(self) -> str:
+        """``"cross_encoder"`` or ``"rankt5"`` (``config.kind``)."""
         return self.config.kind
 
     @property
     def device(self) -> torch.device:
+        """The device of the wrapped model's parameters (where inputs are moved)."""
         return next(self.hf_model.parameters()).device
 
     @property
@@ -483,6 +346,7 @@ class Reranker(nn.Module):
     def _forward_chunk(
         self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor | None
     ) -> Tensor:
+        """(P,) scores of one chunk of (P, L) pairs, in the model's dtype."""
         if self.kind == "cross_encoder":
             kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
             logits = self.hf_model(
@@ -646,6 +510,7 @@ class Reranker(nn.Module):
             self.hf_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def gradient_checkpointing_disable(self) -> None:
+        """Turn activation checkpointing off again in the wrapped model."""
         disable = getattr(self.hf_model, "activation_checkpointing_disable", None)
         if disable is not None:
             disable()
@@ -677,30 +542,7 @@ class Reranker(nn.Module):
         Returns:
             The path written.
         """
-        path = Path(path)
-        if path.exists() and not path.is_dir():
-            raise NotADirectoryError(f"Cannot save a reranker to {path}: it exists and is a file.")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:12]}"
-        tmp.mkdir()  # respects the umask, unlike tempfile.mkdtemp (0700)
-        try:
-            self._write_directory(tmp, state_dict)
-            _fsync_tree(tmp)
-            _replace_directory(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return path
-
-    def _write_directory(self, directory: Path, state_dict: Mapping[str, Tensor] | None) -> None:
-        if state_dict is not None:
-            prefix = "hf_model."
-            if state_dict and all(k.startswith(prefix) for k in state_dict):
-                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
-            state_dict = dict(state_dict)
-        self.hf_model.save_pretrained(directory, state_dict=state_dict)
-        _save_tokenizer(self.tokenizer, directory, self.config.max_length)
-        _write_settings(directory, self.config)
+        return save_directory(self.hf_model, self.tokenizer, self.config, path, state_dict)
 
     @classmethod
     def from_pretrained(
@@ -733,97 +575,10 @@ class Reranker(nn.Module):
             **overrides: RerankerConfig fields, e.g. ``max_length=128``.
         """
         if seed is None:
-            return cls._load(path, config, model_kwargs, overrides)
+            return cls(*load_components(path, config, model_kwargs, overrides))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return cls._load(path, config, model_kwargs, overrides)
-
-    @classmethod
-    def _load(
-        cls,
-        path: str | os.PathLike,
-        config: RerankerConfig | None,
-        model_kwargs: dict[str, Any] | None,
-        overrides: dict[str, Any],
-    ) -> Reranker:
-        from transformers import (
-            AutoConfig,
-            AutoModelForSeq2SeqLM,
-            AutoModelForSequenceClassification,
-            AutoTokenizer,
-        )
-
-        path = Path(path)
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"Reranker directory {str(path)!r} does not exist. from_pretrained loads local "
-                "directories only; download hub models first (e.g. `hf download <repo> "
-                "--local-dir DIR`)."
-            )
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{str(path)!r} has no config.json, so it is not a Hugging Face model directory "
-                "(expected config.json, model weights and tokenizer files)."
-            )
-        settings = _read_settings(path)
-        if config is None:
-            config = RerankerConfig.from_dict(settings) if settings is not None else None
-        elif not isinstance(config, RerankerConfig):
-            raise TypeError(f"config must be a RerankerConfig, got {type(config).__name__}.")
-
-        hf_config = AutoConfig.from_pretrained(path, local_files_only=True)
-        kind = _kind_of(hf_config)
-        if config is None:
-            config = RerankerConfig(kind=kind)
-        if overrides:
-            known = {f.name for f in dataclasses.fields(RerankerConfig)}
-            unknown = sorted(set(overrides) - known)
-            if unknown:
-                raise TypeError(
-                    f"Unknown reranker setting(s) {unknown}; valid ones are {sorted(known)} "
-                    "(model loading options go in model_kwargs=...)."
-                )
-            config = dataclasses.replace(config, **overrides)
-        if config.kind != kind:
-            raise ValueError(
-                f"Settings ask for kind={config.kind!r} but {str(path)!r} holds a "
-                f"{hf_config.model_type!r} model, which is scored as {kind!r}."
-            )
-
-        model_kwargs = dict(model_kwargs or {})
-        if kind == "rankt5":
-            model = AutoModelForSeq2SeqLM.from_pretrained(
-                path, config=hf_config, local_files_only=True, **model_kwargs
-            )
-        else:
-            architectures = getattr(hf_config, "architectures", None) or []
-            if not any(a.endswith("ForSequenceClassification") for a in architectures):
-                # A bare backbone's config says num_labels=2 only because that is the
-                # PretrainedConfig default; a reranker wants a single logit.
-                logger.warning(
-                    "%s holds %s, not a sequence classifier: adding a new one-logit head "
-                    "(randomly initialised; train before use).",
-                    path,
-                    architectures or "a backbone",
-                )
-                hf_config.num_labels = 1
-            elif hf_config.num_labels not in (1, 2):
-                raise ValueError(
-                    f"{str(path)!r} is a classifier with num_labels={hf_config.num_labels}; a "
-                    "reranker supports num_labels=1 (score = logit) or 2 (score = logit[1] - "
-                    "logit[0])."
-                )
-            model = AutoModelForSequenceClassification.from_pretrained(
-                path, config=hf_config, local_files_only=True, **model_kwargs
-            )
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise FileNotFoundError(
-                f"Could not load a tokenizer from {str(path)!r} ({err}); the directory needs the "
-                "tokenizer files (tokenizer.json / tokenizer_config.json)."
-            ) from err
-        return cls(model, tokenizer, config)
+            return cls(*load_components(path, config, model_kwargs, overrides))
 
 
 def build_reranker_from_config(
@@ -839,89 +594,14 @@ def build_reranker_from_config(
     from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     hf_config = copy.deepcopy(hf_config)
-    if _kind_of(hf_config) == "rankt5":
+    if kind_of(hf_config) == "rankt5":
         model = AutoModelForSeq2SeqLM.from_config(hf_config)
     else:
         hf_config.num_labels = 1
         model = AutoModelForSequenceClassification.from_config(hf_config)
     if cfg is None:
-        cfg = RerankerConfig(kind=_kind_of(hf_config))
+        cfg = RerankerConfig(kind=kind_of(hf_config))
     return Reranker(model, tokenizer, cfg)
-
-
-# ---------------------------------------------------------------------- file helpers
-def _save_tokenizer(tokenizer: Any, directory: Path, max_length: int) -> None:
-    """Save the tokenizer with model_max_length = max_length, leaving the live object unchanged."""
-    previous = tokenizer.model_max_length
-    tokenizer.model_max_length = max_length
-    try:
-        tokenizer.save_pretrained(directory)
-    finally:
-        tokenizer.model_max_length = previous
-
-
-def _write_settings(directory: Path, config: RerankerConfig) -> None:
-    from gumbel_rerank import __version__
-
-    data = {
-        **config.to_dict(),
-        "format_version": SETTINGS_FORMAT_VERSION,
-        "gumbel_rerank_version": __version__,
-    }
-    (directory / SETTINGS_NAME).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
-def _read_settings(directory: Path) -> dict[str, Any] | None:
-    file = directory / SETTINGS_NAME
-    if not file.is_file():
-        return None
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{file} is not valid JSON ({err}); fix or delete it.") from err
-    if not isinstance(data, dict):
-        raise ValueError(f"{file} must hold a JSON object of RerankerConfig fields.")
-    version = data.pop("format_version", SETTINGS_FORMAT_VERSION)
-    data.pop("gumbel_rerank_version", None)
-    if not isinstance(version, int) or version > SETTINGS_FORMAT_VERSION:
-        logger.warning(
-            "%s has format_version %s, newer than this package understands (%s); loading the "
-            "known fields.",
-            file,
-            version,
-            SETTINGS_FORMAT_VERSION,
-        )
-    return data
-
-
-def _fsync_tree(directory: Path) -> None:
-    """Flush every file (and the directory entries) so the rename publishes durable content."""
-    for root, _dirs, files in os.walk(directory):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as fh:
-                os.fsync(fh.fileno())
-        fsync_dir(Path(root))
-
-
-def _replace_directory(src: Path, dst: Path) -> None:
-    """Move the complete directory ``src`` to ``dst``, replacing any existing ``dst``.
-
-    rename(2) cannot replace a non-empty directory, so an existing ``dst`` is first moved aside
-    and removed only after ``src`` is in place (and moved back if that fails).
-    """
-    if not dst.exists():
-        os.replace(src, dst)
-        fsync_dir(dst.parent)
-        return
-    backup = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:12]}"
-    os.replace(dst, backup)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(backup, dst)
-        raise
-    fsync_dir(dst.parent)
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from gumbel_rerank.config import ConfigError
 from gumbel_rerank.data.questions import load_questions
 from gumbel_rerank.envinfo import resolve_device
-from gumbel_rerank.evaluation.core import ReaderEvaluator
+from gumbel_rerank.evaluation import ReaderEvaluator
 from gumbel_rerank.objectives.reader_nll import ReaderNLLSettings
 from gumbel_rerank.objectives.registry import build_objective
 from gumbel_rerank.reader.checkpoints import LEGACY_BIAS_KEY
