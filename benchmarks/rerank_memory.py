@@ -1,4 +1,4 @@
-"""Memory and throughput of streaming reranking (`gumbel_rerank.inference.rerank`) on a large input.
+"""Memory and throughput of streaming reranking (`gumbel_rerank.inference`) on a large input.
 
 Generates a synthetic JSONL question file (written streaming, so generation itself stays small),
 reranks it with a tiny random BERT cross-encoder built in-process (CPU), and samples the
@@ -109,8 +109,8 @@ def build_reranker(directory: Path, vocab: list[str], max_length: int) -> Path:
     import torch
     from transformers import BertConfig
 
+    from gumbel_rerank.demo.wordlevel import train_bert_tokenizer
     from gumbel_rerank.rerankers import RerankerConfig, build_reranker_from_config
-    from gumbel_rerank.wordlevel import train_bert_tokenizer
 
     tok = train_bert_tokenizer([" ".join(vocab), "?"], directory / "tokenizer")
     config = BertConfig(

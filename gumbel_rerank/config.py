@@ -89,12 +89,25 @@ def _apply_aliases(cls: type, data: dict, where: str) -> dict:
             if child is None:
                 child = {}
             elif not isinstance(child, dict):
-                raise ConfigError(f"{where}.{old}: cannot be combined with {where}.{part} given as a value")
+                raise ConfigError(f"{where}: {old} cannot be combined with {part} given as a value")
             node[part] = child = dict(child)
             node = child
         if leaf in node:
-            raise ConfigError(f"{where}.{old} and {where}.{new} are both set; keep {where}.{new}")
+            raise ConfigError(f"{where}: {old} and {new} are both set; keep {new}")
         node[leaf] = value
+    return data
+
+
+def _canonical(cls: type, data: Any, where: str) -> Any:
+    """``data`` with every renamed key (at any depth of ``cls``'s sections) at its new place, so
+    a file in the new spelling and an override in the old one merge as the user means."""
+    if not isinstance(data, dict):
+        return data
+    data = _apply_aliases(cls, data, where)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in data and dataclasses.is_dataclass(hints.get(f.name)):
+            data[f.name] = _canonical(hints[f.name], data[f.name], f"{where}.{f.name}")
     return data
 
 
@@ -174,11 +187,13 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
         data = loaded or {}
-    extra = parse_overrides(overrides or [])
+    data = _canonical(cls, data, where)
+    extra = _canonical(cls, parse_overrides(overrides or []), "overrides")
     if extra:
         where = f"{where} + overrides"
     return from_dict(cls, _merge(data, extra), where)
 
 
 def save_config(config: Any, path: str | Path) -> None:
+    """Write ``config`` (a config dataclass) as YAML that :func:`load_config` reads back."""
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))

@@ -60,6 +60,7 @@ def environment_report() -> dict[str, str]:
 
 
 def format_report(report: dict[str, str]) -> str:
+    """The report as aligned ``key  value`` lines."""
     width = max(len(key) for key in report)
     return "\n".join(f"{key:<{width}}  {value}" for key, value in report.items())
 

@@ -12,7 +12,7 @@ from gumbel_rerank.objectives.base import StepContext
 from gumbel_rerank.objectives.gumbel import GumbelRerankLoss
 from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
 from gumbel_rerank.rerankers.model import Reranker
-from gumbel_rerank.training.train_reranker import make_collate
+from gumbel_rerank.training.collate import make_collate
 
 
 @pytest.fixture(scope="module")

@@ -82,6 +82,8 @@ class GumbelRerankLoss:
     def loss(
         self, module: Reranker, batch: Batch, ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean answer NLL under the relaxed top-k mask of ``module``'s scores (B, n); the
+        diagnostics of the class docstring when ``ctx.log``. Never reads ``batch.gold``."""
         scores, valid = module.score(batch.questions, batch.passages, chunk_size=self.score_chunk_size)
         n = scores.shape[1]
         counts = valid.sum(dim=1).tolist()

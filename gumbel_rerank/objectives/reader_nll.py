@@ -106,6 +106,7 @@ class ReaderNLLLoss:
     def loss(
         self, module: torch.nn.Module, batch: Batch, ctx: StepContext
     ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean answer NLL of the reader over this step's curriculum contexts."""
         if module is not self.reader.model:
             raise ValueError("ReaderNLLLoss trains the reader's own T5 model")
         stage = stage_at(self.curriculum, ctx.step)

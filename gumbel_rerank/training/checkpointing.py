@@ -31,6 +31,7 @@ STATE_FILE = "trainer_state.json"
 
 
 def checkpoint_name(step: int) -> str:
+    """The folder name of step ``step``'s checkpoint (zero-padded, so names sort by step)."""
     return f"step-{step:07d}"
 
 
@@ -46,6 +47,7 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def rng_state() -> dict:
+    """This process's torch, python (and current CUDA device's) RNG states."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available():  # this process's device only: layouts may change on resume
         state["cuda"] = torch.cuda.get_rng_state()
@@ -53,6 +55,7 @@ def rng_state() -> dict:
 
 
 def restore_rng(state: dict) -> None:
+    """Put back what :func:`rng_state` returned."""
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
@@ -60,10 +63,12 @@ def restore_rng(state: dict) -> None:
 
 
 def save_rng(directory: Path, rank: int) -> None:
+    """Write rank ``rank``'s RNG states into a checkpoint folder."""
     torch.save(rng_state(), directory / f"rng-rank{rank}.pt")
 
 
 def load_rng(directory: Path, rank: int) -> None:
+    """Restore rank ``rank``'s RNG states from a checkpoint folder, if it has them."""
     path = directory / f"rng-rank{rank}.pt"
     if path.is_file():  # resuming on a different number of ranks: fresh RNG for the new ones
         # python's random state is a tuple of ints, which weights_only loading accepts
@@ -86,4 +91,5 @@ def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:
 
 
 def read_trainer_state(path: Path) -> dict:
+    """The ``trainer_state.json`` of checkpoint ``path`` (step, examples seen, world size, seed)."""
     return json.loads((path / STATE_FILE).read_text())

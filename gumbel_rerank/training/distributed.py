@@ -12,12 +12,15 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class DistInfo:
+    """This process's place in the process group (1 process: rank 0 of 1)."""
+
     rank: int
     world_size: int
     local_rank: int
 
     @property
     def is_main(self) -> bool:
+        """Rank 0 writes the run folder, logs and user-facing outputs."""
         return self.rank == 0
 
 
@@ -63,10 +66,12 @@ def setup(device: torch.device, need_group: bool) -> DistInfo:
 
 
 def is_main_process() -> bool:
+    """True outside a process group, or on rank 0."""
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def barrier() -> None:
+    """Wait for every rank (a no-op without a process group)."""
     if dist.is_initialized():
         dist.barrier()
 
@@ -92,5 +97,6 @@ def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str,
 
 
 def cleanup() -> None:
+    """Leave the process group, if one was joined."""
     if dist.is_initialized():
         dist.destroy_process_group()

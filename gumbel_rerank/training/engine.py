@@ -1,10 +1,9 @@
 """Optimisation engines: DeepSpeed (ZeRO 0-3, bf16, multi-process) or plain torch (one process).
 
-Both expose the same few calls so the training loop reads the same for either:
-``loss(batch, ctx)`` (the objective's forward pass, through DeepSpeed's own forward so ZeRO-3
-sets up its backward), ``backward(loss)`` and ``step()`` once per micro-batch (the optimizer steps at the accumulation
-boundary), ``save_state(dir)`` / ``load_state(dir)`` for exact resume, and
-``export(save_fn, dir)`` for the user-facing model directory (ZeRO-3 parameters gathered first).
+Both implement :class:`Engine`, the only interface the training loop uses, so the loop reads the
+same for either. Per micro-batch the loop calls ``loss(batch, ctx)``, ``backward(loss)`` and
+``step()``; the optimizer steps at the accumulation boundary. ``save_state`` / ``load_state``
+give exact resume and ``export`` writes the user-facing model directory.
 """
 
 from __future__ import annotations
@@ -13,11 +12,60 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from gumbel_rerank.config import ConfigError
+from gumbel_rerank.objectives.base import Batch, Objective, StepContext
 from gumbel_rerank.training.config import OptimConfig
+
+#: ``(module, directory)``: writes the trained module as a user-facing directory (HF format).
+SaveFn = Callable[[torch.nn.Module, Path], None]
+
+
+class Engine(Protocol):
+    """What the training loop needs from an optimisation engine.
+
+    Attributes:
+        module: the module being trained (for ``train()``/``eval()`` and in-loop evaluation);
+            under DeepSpeed the unwrapped model, its parameters possibly ZeRO-partitioned.
+        last_grad_norm: global gradient norm of the last optimizer step (before clipping).
+    """
+
+    module: torch.nn.Module
+    last_grad_norm: float
+
+    def loss(self, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """The objective on one micro-batch: (scalar loss, metrics). Runs through the engine's
+        own forward (DeepSpeed sets up ZeRO-3's backward there)."""
+        ...
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate gradients of ``loss``, scaled by 1 / grad_accum."""
+        ...
+
+    def step(self) -> bool:
+        """Count one micro-batch; at the accumulation boundary clip, step the optimizer and the
+        schedule, zero the gradients and return True."""
+        ...
+
+    def lr(self) -> float:
+        """The learning rate the next optimizer step uses."""
+        ...
+
+    def save_state(self, directory: Path) -> None:
+        """Write weights, optimizer and scheduler state for an exact resume (collective)."""
+        ...
+
+    def load_state(self, directory: Path) -> None:
+        """Restore what :meth:`save_state` wrote."""
+        ...
+
+    def export(self, save_fn: SaveFn, directory: Path, is_main: bool) -> None:
+        """Write the trained module with ``save_fn`` on the main rank (ZeRO-3 parameters are
+        gathered first: collective)."""
+        ...
 
 
 class ObjectiveModule(torch.nn.Module):
@@ -28,12 +76,13 @@ class ObjectiveModule(torch.nn.Module):
     gradients with ZeRO-3 and grad_accum > 1 (measured: 2e-2 off a plain-torch run).
     """
 
-    def __init__(self, model: torch.nn.Module, objective):
+    def __init__(self, model: torch.nn.Module, objective: Objective):
         super().__init__()
         self.model = model
         self.objective = objective  # not a Module: a frozen reader is no trained parameter
 
-    def forward(self, batch, ctx):
+    def forward(self, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """The objective's loss of ``model`` on one micro-batch."""
         return self.objective.loss(self.model, batch, ctx)
 
 
@@ -69,9 +118,9 @@ def build_optimizer(module: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Op
 
 
 class TorchEngine:
-    """One process, plain torch: AdamW, schedule, accumulation, clipping."""
+    """:class:`Engine` for one process in plain torch: AdamW, schedule, accumulation, clipping."""
 
-    def __init__(self, module: torch.nn.Module, objective, cfg: OptimConfig):
+    def __init__(self, module: torch.nn.Module, objective: Objective, cfg: OptimConfig):
         self.module = module
         self.wrapper = ObjectiveModule(module, objective)
         self.cfg = cfg
@@ -80,10 +129,12 @@ class TorchEngine:
         self.micro_steps = 0
         self.last_grad_norm = 0.0
 
-    def loss(self, batch, ctx):
+    def loss(self, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """See :meth:`Engine.loss`."""
         return self.wrapper(batch, ctx)
 
     def backward(self, loss: torch.Tensor) -> None:
+        """See :meth:`Engine.backward`."""
         # mean over the accumulated micro-batches, as DeepSpeed scales it
         (loss / self.cfg.grad_accum).backward()
 
@@ -101,9 +152,11 @@ class TorchEngine:
         return True
 
     def lr(self) -> float:
+        """See :meth:`Engine.lr`."""
         return self.scheduler.get_last_lr()[0]
 
     def save_state(self, directory: Path) -> None:
+        """See :meth:`Engine.save_state`: one ``engine.pt`` (weights, optimizer, scheduler)."""
         directory.mkdir(parents=True, exist_ok=True)
         torch.save(
             {
@@ -115,6 +168,7 @@ class TorchEngine:
         )
 
     def load_state(self, directory: Path) -> None:
+        """See :meth:`Engine.load_state`."""
         state = torch.load(directory / "engine.pt", map_location="cpu", weights_only=True)
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -122,20 +176,22 @@ class TorchEngine:
         # checkpoints are taken at step boundaries: a resume may change grad_accum freely
         self.micro_steps = 0
 
-    def export(self, save_fn: Callable[[torch.nn.Module, Path], None], directory: Path, is_main: bool) -> None:
+    def export(self, save_fn: SaveFn, directory: Path, is_main: bool) -> None:
+        """See :meth:`Engine.export`."""
         if is_main:
             save_fn(self.module, directory)
 
 
 class DeepSpeedEngine:
-    """DeepSpeed with the config file's ZeRO stage and precision; our AdamW and schedule.
+    """:class:`Engine` over DeepSpeed: the config file's ZeRO stage and precision; our AdamW and
+    schedule.
 
     The JSON file decides ZeRO stage, bf16, offload and communication; batch sizes and
     clipping come from ``optim`` so one source of truth sets them.
     """
 
     def __init__(
-        self, module: torch.nn.Module, objective, cfg: OptimConfig, config_path: str, world_size: int
+        self, module: torch.nn.Module, objective: Objective, cfg: OptimConfig, config_path: str, world_size: int
     ):
         import deepspeed
 
@@ -174,35 +230,43 @@ class DeepSpeedEngine:
         self.cfg = cfg
         self.zero_stage = self.engine.zero_optimization_stage()
 
-    def loss(self, batch, ctx):
+    def loss(self, batch: Batch, ctx: StepContext) -> tuple[torch.Tensor, dict[str, float]]:
+        """See :meth:`Engine.loss`."""
         return self.engine(batch, ctx)
 
     def backward(self, loss: torch.Tensor) -> None:
+        """See :meth:`Engine.backward`."""
         self.engine.backward(loss)
 
     def step(self) -> bool:
+        """See :meth:`Engine.step`."""
         boundary = self.engine.is_gradient_accumulation_boundary()
         self.engine.step()
         return boundary
 
     @property
     def last_grad_norm(self) -> float:
+        """See :class:`Engine`."""
         norm = self.engine.get_global_grad_norm()
         return float(norm) if norm is not None else 0.0
 
     def lr(self) -> float:
+        """See :meth:`Engine.lr`."""
         return self.scheduler.get_last_lr()[0]
 
     def save_state(self, directory: Path) -> None:
+        """See :meth:`Engine.save_state`."""
         # collective: every rank writes its ZeRO partition
         self.engine.save_checkpoint(str(directory), tag="state")
 
     def load_state(self, directory: Path) -> None:
+        """See :meth:`Engine.load_state`."""
         path, _ = self.engine.load_checkpoint(str(directory), tag="state")
         if path is None:
             raise RuntimeError(f"{directory}: DeepSpeed found no checkpoint to resume from")
 
-    def export(self, save_fn: Callable[[torch.nn.Module, Path], None], directory: Path, is_main: bool) -> None:
+    def export(self, save_fn: SaveFn, directory: Path, is_main: bool) -> None:
+        """See :meth:`Engine.export`."""
         import deepspeed
 
         # ZeRO-3 keeps each parameter partitioned; gather (collective) before the main rank saves.

@@ -14,6 +14,7 @@ with gradient accumulation matches several processes on the same global batch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import random
 import shutil
@@ -34,7 +35,7 @@ from gumbel_rerank.objectives.base import Batch, Objective, StepContext
 from gumbel_rerank.training import checkpointing as ckpt
 from gumbel_rerank.training import distributed
 from gumbel_rerank.training.config import OptimConfig, RunConfig
-from gumbel_rerank.training.engine import DeepSpeedEngine, TorchEngine
+from gumbel_rerank.training.engine import DeepSpeedEngine, Engine, SaveFn, TorchEngine
 from gumbel_rerank.training.metrics_log import MetricsLog, open_wandb
 
 
@@ -56,27 +57,36 @@ class GlobalBatchSampler:
 
     @property
     def global_batch(self) -> int:
+        """Examples per optimizer step over all ranks and accumulation steps."""
         return self.micro_batch * self.world_size * self.grad_accum
 
-    def _epoch_order(self, epoch: int) -> list[int]:
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n_examples, generator=gen).tolist()
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """(n_examples,) long: the seeded permutation of one epoch (computed once, then cached)."""
+        return _epoch_order(self.n_examples, self.seed, epoch)
 
     def micro_batch_items(self, step: int, rank: int, micro: int) -> list[tuple[int, int]]:
         """[(example index, position in the step's global batch)] for one micro-batch."""
         slot = micro * self.world_size + rank
         first = step * self.global_batch + slot * self.micro_batch
         items = []
-        order_cache: dict[int, list[int]] = {}
         for offset in range(self.micro_batch):
-            stream = first + offset
-            epoch, index = divmod(stream, self.n_examples)
-            order = order_cache.setdefault(epoch, self._epoch_order(epoch))
-            items.append((order[index], slot * self.micro_batch + offset))
+            epoch, index = divmod(first + offset, self.n_examples)
+            items.append((int(self.epoch_order(epoch)[index]), slot * self.micro_batch + offset))
         return items
 
 
+@functools.lru_cache(maxsize=4)
+def _epoch_order(n_examples: int, seed: int, epoch: int) -> torch.Tensor:
+    # Cached across calls (every micro-batch of an epoch reads the same permutation; computing it
+    # per call cost a randperm of the whole training set each time). A tensor, not a list:
+    # 8 bytes per example instead of a Python int object each. Two epochs at most are live at
+    # once (a step straddling the boundary), so a few entries bound the memory.
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n_examples, generator=gen)
+
+
 def git_commit() -> str:
+    """The package checkout's git commit, or "unknown" (an installed wheel, no git)."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -114,12 +124,12 @@ class Trainer:
         n_examples: int,
         optim: OptimConfig,
         run: RunConfig,
-        save_module: Callable[[torch.nn.Module, Path], None],
+        save_module: SaveFn,
         evaluate: Callable[[torch.nn.Module, int], dict[str, float]] | None = None,
         config: Any = None,
         extra_run_files: dict[str, Any] | None = None,
         device: torch.device | None = None,
-    ):
+    ) -> None:
         self.module = module
         self.objective = objective
         self.collate = collate
@@ -143,7 +153,7 @@ class Trainer:
     # -- set-up -----------------------------------------------------------------------------
     def _install_signal_handler(self) -> None:
         # SLURM sends SIGUSR1 ahead of the time limit (run.slurm: --signal); save and stop.
-        def handler(signum, frame):
+        def handler(signum: int, frame: object) -> None:
             self._preempted = True
 
         # not the main thread, or no SIGUSR1 (Windows): run without pre-emption handling
@@ -165,7 +175,7 @@ class Trainer:
         for name, content in self.extra_run_files.items():
             (self.out / name).write_text(json.dumps(content, indent=2))
 
-    def _build_engine(self, info: distributed.DistInfo):
+    def _build_engine(self, info: distributed.DistInfo) -> Engine:
         if self.run.deepspeed:
             return DeepSpeedEngine(self.module, self.objective, self.optim, self.run.deepspeed, info.world_size)
         if info.world_size > 1:
@@ -173,7 +183,7 @@ class Trainer:
         return TorchEngine(self.module, self.objective, self.optim)
 
     # -- checkpoints ------------------------------------------------------------------------
-    def _save_checkpoint(self, engine, info: distributed.DistInfo, step: int) -> None:
+    def _save_checkpoint(self, engine: Engine, info: distributed.DistInfo, step: int) -> None:
         tmp = self.ckpt_root / f".tmp-{ckpt.checkpoint_name(step)}"
         if info.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -194,7 +204,7 @@ class Trainer:
             ckpt.finalize(tmp, self.ckpt_root, step, self.run.keep_last)
         distributed.barrier()
 
-    def _resume(self, engine, info: distributed.DistInfo) -> int:
+    def _resume(self, engine: Engine, info: distributed.DistInfo) -> int:
         latest = ckpt.latest_checkpoint(self.ckpt_root)
         if latest is None:
             return 0
@@ -241,26 +251,11 @@ class Trainer:
         last: dict[str, float] = {}
         tic = time.perf_counter()
         for step in range(start, self.optim.max_steps):
-            engine.module.train()
             want_log = step == start or (step + 1) % self.run.log_every == 0
-            ctx = StepContext(step=step, seed=self.run.seed, log=want_log)
-            lr_used = engine.lr()  # the scheduler steps inside engine.step()
-            losses, step_metrics = [], []
-            for micro in range(self.optim.grad_accum):
-                batch = self.collate(sampler.micro_batch_items(step, info.rank, micro))
-                loss, metrics = engine.loss(batch, ctx)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"step {step}: loss is {loss.item()} (batch ids {batch.ids[:4]})")
-                engine.backward(loss)
-                engine.step()
-                losses.append(float(loss.detach()))
-                step_metrics.append(metrics)
+            record = self._train_step(engine, sampler, info.rank, step, want_log)
             done = step + 1
             progress.update(1)
             if want_log:
-                record = {"loss": sum(losses) / len(losses), "lr": lr_used, "grad_norm": engine.last_grad_norm}
-                for key in step_metrics[0]:
-                    record[key] = sum(m[key] for m in step_metrics) / len(step_metrics)
                 record = distributed.mean_over_ranks(record, self.device)
                 record["sec_per_step"] = (time.perf_counter() - tic) / max(1, done - start)
                 last = record
@@ -281,15 +276,44 @@ class Trainer:
                 break
         progress.close()
         if info.is_main and not self._preempted:
-            latest = ckpt.latest_checkpoint(self.ckpt_root)
-            if latest is not None:  # the user-facing result: <output_dir>/model
-                final = self.out / "model"
-                tmp = self.out / ".model.tmp"
-                shutil.rmtree(tmp, ignore_errors=True)
-                shutil.copytree(latest / "model", tmp)
-                shutil.rmtree(final, ignore_errors=True)
-                tmp.rename(final)
+            self._publish_model()
         if wandb_run is not None:
             wandb_run.finish()
         distributed.barrier()
         return last
+
+    def _train_step(
+        self, engine: Engine, sampler: GlobalBatchSampler, rank: int, step: int, want_log: bool
+    ) -> dict[str, float]:
+        """One optimizer step over this rank's micro-batches; returns this rank's record (loss,
+        lr, grad_norm and the objective's metrics averaged over micro-batches)."""
+        engine.module.train()
+        ctx = StepContext(step=step, seed=self.run.seed, log=want_log)
+        lr_used = engine.lr()  # the scheduler steps inside engine.step()
+        losses, step_metrics = [], []
+        for micro in range(self.optim.grad_accum):
+            batch = self.collate(sampler.micro_batch_items(step, rank, micro))
+            loss, metrics = engine.loss(batch, ctx)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"step {step}: loss is {loss.item()} (batch ids {batch.ids[:4]})")
+            engine.backward(loss)
+            engine.step()
+            losses.append(float(loss.detach()))
+            step_metrics.append(metrics)
+        record = {"loss": sum(losses) / len(losses), "lr": lr_used, "grad_norm": engine.last_grad_norm}
+        for key in step_metrics[0]:
+            record[key] = sum(m[key] for m in step_metrics) / len(step_metrics)
+        return record
+
+    def _publish_model(self) -> None:
+        """Copy the latest checkpoint's model to ``<output_dir>/model`` (the user-facing result),
+        through a temporary folder so a crash never leaves a half-copied one."""
+        latest = ckpt.latest_checkpoint(self.ckpt_root)
+        if latest is None:
+            return
+        final = self.out / "model"
+        tmp = self.out / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(latest / "model", tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)

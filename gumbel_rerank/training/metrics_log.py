@@ -35,6 +35,7 @@ class MetricsLog:
             write_atomic(path, "".join(f"{line}\n" for line in kept))
 
     def write(self, step: int, values: dict[str, float], wandb_run: Any = None) -> None:
+        """Append one line for ``step`` (and log it to wandb when a run is given)."""
         if not self.enabled:
             return
         with self.path.open("a") as handle:
@@ -46,6 +47,7 @@ class MetricsLog:
 
 
 def network_reachable(host: str = "api.wandb.ai", port: int = 443, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout`` seconds."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
