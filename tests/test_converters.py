@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import gumbel_rerank.data.converters as conv
+import gumbel_rerank.data.jsonstream as jsonstream
 from gumbel_rerank.cli.convert import cli_main
 from gumbel_rerank.data.converters import KINDS, ConversionReport, convert
 from gumbel_rerank.data.questions import DataError, load_questions
@@ -474,7 +475,7 @@ def test_fid_streams_a_json_list_in_small_chunks(tmp_path, monkeypatch):
     write_json(src, records)
     convert("fid", src, tmp_path / "whole.jsonl")
     # Chunks of 5 bytes: every record, string and multi-byte character spans chunk borders.
-    monkeypatch.setattr(conv, "_CHUNK_BYTES", 5)
+    monkeypatch.setattr(jsonstream, "_CHUNK_BYTES", 5)
     convert("fid", src, tmp_path / "chunked.jsonl")
     assert (tmp_path / "chunked.jsonl").read_bytes() == (tmp_path / "whole.jsonl").read_bytes()
     assert len(raw_lines(tmp_path / "chunked.jsonl")) == 6

@@ -9,6 +9,7 @@ import tracemalloc
 import pyarrow as pa
 import pytest
 
+import gumbel_rerank.data.jsonstream as jsonstream
 import gumbel_rerank.data.questions as data_mod
 from gumbel_rerank.data.questions import (
     DataError,
@@ -132,7 +133,7 @@ def test_json_list_records_spanning_many_small_chunks(tmp_path, load, monkeypatc
         _rec(id="flags", ctxs=flagged),
     ]
     expected = list(load(write_jsonl(tmp_path / "d.jsonl", records)))
-    monkeypatch.setattr(data_mod, "_CHUNK_BYTES", 5)
+    monkeypatch.setattr(jsonstream, "_CHUNK_BYTES", 5)
     for ensure_ascii in (False, True):  # raw UTF-8, then \uXXXX escapes (surrogate pairs)
         path = tmp_path / f"d{ensure_ascii}.json"
         path.write_text(json.dumps(records, ensure_ascii=ensure_ascii), encoding="utf-8")
@@ -304,7 +305,7 @@ def test_non_utf8_jsonl_names_record_and_byte_offset(tmp_path, load_error):
 
 
 def test_non_utf8_json_list_names_record_and_byte_offset(tmp_path, load_error, monkeypatch):
-    monkeypatch.setattr(data_mod, "_CHUNK_BYTES", 16)  # the bad byte arrives in a later chunk
+    monkeypatch.setattr(jsonstream, "_CHUNK_BYTES", 16)  # the bad byte arrives in a later chunk
     body = json.dumps([_rec(id="a"), _rec(id="b", question="Caf\u00e9 X")]).encode()
     body = body.replace(b"X", b"\xc3(")  # invalid continuation byte
     path = tmp_path / "d.json"
@@ -355,7 +356,7 @@ def test_broken_json_list(tmp_path, load_error, text, message):
 
 
 def test_json_list_of_non_objects(tmp_path, load_error, monkeypatch):
-    monkeypatch.setattr(data_mod, "_CHUNK_BYTES", 5)  # the number spans several chunks
+    monkeypatch.setattr(jsonstream, "_CHUNK_BYTES", 5)  # the number spans several chunks
     path = tmp_path / "d.json"
     path.write_text('[123456789012, "x"]')
     assert load_error(path).problems == [

@@ -426,18 +426,18 @@ def test_bad_our_inputs_exit_2_with_file_and_line(tmp_path, reranker_dir, capsys
 
 def test_json_list_reader_across_small_chunks(tmp_path, monkeypatch):
     """Records spanning many reads, multi-byte characters cut between reads, a BOM."""
-    import gumbel_rerank.inference.streaming as inf
+    import gumbel_rerank.data.jsonstream as inf
 
     records = make_records(5)
     records[2]["question"] = "qui a écrit « l'origine des espèces » ? 🦎"
     path = tmp_path / "list.json"
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps(records, ensure_ascii=False).encode())
     monkeypatch.setattr(inf, "_CHUNK_BYTES", 7)
-    kind, start = inf._sniff(path, "list.json")
+    kind, start = inf.sniff(path, "list.json")
     assert kind == "list"
-    assert [obj for _, obj in inf._iter_json_list(path, "list.json", start)] == records
+    assert [obj for _, obj in inf.iter_values(path, "list.json", start)] == records
 
     jsonl = tmp_path / "lines.jsonl"
     jsonl.write_bytes(b"\xef\xbb\xbf" + b"\n\n".join(json.dumps(r).encode() for r in records))
-    got = list(inf._iter_jsonl(jsonl, "lines.jsonl"))
+    got = list(inf.iter_values(jsonl, "lines.jsonl"))
     assert [line for line, _ in got] == [1, 3, 5, 7, 9] and [o for _, o in got] == records

@@ -11,6 +11,7 @@ from gumbel_rerank.inference.streaming import INPUT_FORMATS, OUTPUT_FORMATS, rer
 
 
 def build_parser(prog: str = "gumbel-rerank rerank") -> argparse.ArgumentParser:
+    """The ``rerank`` options (input, output, reranker, formats, batching, device, resume)."""
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(

@@ -2,10 +2,12 @@
 
 - ``jsonstream``: the one streaming JSON / JSONL record reader (record numbers for errors, byte
   offsets for resume), used by question loading, the converters and ``rerank``;
-- ``questions``: question records, their validation and gold rules, the memory-mapped Arrow
-  cache (:func:`load_questions`);
+- ``questions``: loading question files into memory-mapped sets (:func:`load_questions`), over
+  ``records`` (question records, their validation and gold rules) and ``cache`` (the Arrow
+  cache);
 - ``answers``: SQuAD-style answer normalisation, EM and F1, answer containment;
-- ``trec``: TREC run files, collections and queries;
+- ``trec``: TREC run files and queries, with ``collection`` (passage collections as an on-disk
+  index) and ``linefiles`` (line-oriented TSV / JSONL inputs, file fingerprints);
 - ``converters``: published datasets (HotpotQA, MuSiQue, 2Wiki, FiD NQ/TQA) to our format.
 """
 
@@ -18,4 +20,11 @@ from gumbel_rerank.data.questions import (
     load_questions,
 )
 
-__all__ = ["DataError", "Passage", "Question", "QuestionSet", "count_without_gold", "load_questions"]
+__all__ = [
+    "DataError",
+    "Passage",
+    "Question",
+    "QuestionSet",
+    "count_without_gold",
+    "load_questions",
+]
