@@ -74,6 +74,8 @@ class NoiseStream(enum.IntEnum):
     GUMBEL_MASK = 0
     #: train-reader's random distractor passages (curriculum contexts)
     CONTEXT_DISTRACTORS = 1
+    #: LCE's choice of the positive and of the sampled negatives of a question's group
+    LCE_GROUP = 2
     #: further independent masks of one example (``mask_samples`` > 1): this + draw index
     EXTRA_GUMBEL_MASKS = 1000
 

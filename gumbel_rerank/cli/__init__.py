@@ -16,6 +16,7 @@ SUBCOMMANDS = {
     "env": ("env", "print versions and CUDA/bf16 support (paste into bug reports)"),
     "train": ("train", "train a reranker through a frozen reader (G-Rerank or another objective)"),
     "train-reader": ("train_reader", "fine-tune a FiD reader on our data format"),
+    "compare": ("compare", "train several objectives on equal terms and write one table (default: the demo)"),
     "convert": ("convert", "convert a raw dataset (HotpotQA, MuSiQue, 2Wiki, FiD NQ/TQA) to our format"),
     "evaluate": ("evaluate", "Recall/MRR/nDCG, indirect-evidence subset, EM/F1; JSON, markdown, plots"),
     "rerank": ("rerank", "rerank our JSON/JSONL or a TREC run with a trained reranker (streaming, resumable)"),

@@ -142,7 +142,7 @@ def _validate_all(
     ``MAX_PROBLEMS``) unless ``skip_invalid``, which skips and counts invalid records instead.
     """
     skip_invalid = options["skip_invalid"]
-    validator = Validator(display, options["gold_field"], options["max_passages"])
+    validator = Validator(display, options["gold_field"], options["max_passages"], options["score_field"])
     report = CacheReport()
     problems: list[str] = []
     kept = 0

@@ -194,6 +194,7 @@ def load_questions(
     skip_invalid: bool = False,
     max_passages: int | None = None,
     cache_dir: str | os.PathLike | None = None,
+    score_field: str = "score",
 ) -> QuestionSet:
     """Load and validate a question file (JSON list or JSONL) into a memory-mapped QuestionSet.
 
@@ -212,6 +213,8 @@ def load_questions(
             errors in a JSON *list* remain fatal (the list cannot be resynchronised after them).
         max_passages: keep only the first N passages of each question (the rest is not
             validated).
+        score_field: the per-passage numeric field read as ``Passage.score`` (default the
+            retriever's ``score``; e.g. a teacher's scores for KD).
         cache_dir: root of the Arrow cache (default: the datasets cache, ``HF_DATASETS_CACHE``);
             files go to ``<cache_dir>/gumbel_rerank_questions/<fingerprint>/``.
 
@@ -227,6 +230,8 @@ def load_questions(
         isinstance(max_passages, bool) or not isinstance(max_passages, int) or max_passages < 1
     ):
         raise ValueError(f"max_passages must be a positive integer or None, got {max_passages!r}")
+    if not isinstance(score_field, str) or not score_field:
+        raise ValueError(f"score_field must be a non-empty string, got {score_field!r}")
     display = os.fspath(path)
     resolved = Path(display).expanduser().resolve()
     start = sniff(resolved, display).offset
@@ -235,6 +240,7 @@ def load_questions(
         "gold_field": gold_field,
         "skip_invalid": bool(skip_invalid),
         "max_passages": max_passages,
+        "score_field": score_field,
     }
     root = _default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
     out_dir = root / _CACHE_SUBDIR / fingerprint(resolved, options)

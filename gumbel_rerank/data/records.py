@@ -141,10 +141,13 @@ class Validator:
     Ids are remembered across calls, so a repeated id is a problem of the later record.
     """
 
-    def __init__(self, display: str, gold_field: str | None, max_passages: int | None):
+    def __init__(
+        self, display: str, gold_field: str | None, max_passages: int | None, score_field: str = "score"
+    ) -> None:
         self.display = display
         self.gold_field = gold_field
         self.max_passages = max_passages
+        self.score_field = score_field
         self.seen_ids: dict[str, int] = {}
 
     def __call__(self, raw: Record) -> tuple[dict | None, list[str]]:
@@ -265,12 +268,12 @@ class Validator:
                 if type(pid) is not str or sur:
                     bad(f"ctxs[{i}].id", id_problem(pid, surrogates=sur))
                 pid = str(pid)
-            score = p.get("score")
+            score = p.get(self.score_field)
             if score is not None:
                 if type(score) is int:
                     score = float(score)
                 elif type(score) is not float:
-                    bad(f"ctxs[{i}].score", f"expected a number, got {describe_type(score)}")
+                    bad(f"ctxs[{i}].{self.score_field}", f"expected a number, got {describe_type(score)}")
             objs.append(p)
             rows.append(
                 {"title": title or "", "text": text, "gold": None, "id": pid, "score": score}

@@ -97,22 +97,9 @@ def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
 
 def plot_table(table: Mapping[str, Mapping[str, float]], path: Path) -> Path:
     """Grouped bars: one group per column, one bar per ranking (PNG)."""
-    from gumbel_rerank.evaluation.report import new_figure, png_bytes
+    from gumbel_rerank.evaluation.report import plot_grouped_bars
 
-    columns = list(next(iter(table.values())))
-    figure = new_figure(8.0, 4.0)
-    ax = figure.subplots()
-    width = 0.8 / len(table)
-    for i, (label, row) in enumerate(table.items()):
-        xs = [j + (i - (len(table) - 1) / 2) * width for j in range(len(columns))]
-        ax.bar(xs, [row[c] for c in columns], width, label=label)
-    ax.set_xticks(range(len(columns)), columns)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("fraction of test questions")
-    ax.legend(fontsize="small")
-    ax.grid(True, axis="y", alpha=0.3)
-    write_atomic(path, png_bytes(figure))
-    return path
+    return plot_grouped_bars(table, path, ylabel="fraction of test questions")
 
 
 @dataclass

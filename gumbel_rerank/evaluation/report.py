@@ -224,6 +224,30 @@ def new_figure(width: float, height: float) -> Figure:
     return figure
 
 
+def plot_grouped_bars(
+    table: Mapping[str, Mapping[str, float]], path: Path, ylabel: str = "", ylim: tuple[float, float] | None = (0, 1)
+) -> Path:
+    """A grouped bar chart of ``table`` (row label -> {column: value}): one group per column,
+    one bar per row, written atomically as a PNG at ``path``. Missing values are left out."""
+    columns = list(next(iter(table.values())))
+    figure = new_figure(max(8.0, 1.2 * len(columns)), 4.0)
+    ax = figure.subplots()
+    width = 0.8 / len(table)
+    for i, (label, row) in enumerate(table.items()):
+        xs = [j + (i - (len(table) - 1) / 2) * width for j in range(len(columns))]
+        values = [row.get(c) for c in columns]
+        kept = [(x, v) for x, v in zip(xs, values, strict=True) if _is_number(v) and not math.isnan(v)]
+        ax.bar([x for x, _ in kept], [v for _, v in kept], width, label=label)
+    ax.set_xticks(range(len(columns)), columns)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    ax.grid(True, axis="y", alpha=0.3)
+    write_atomic(path, png_bytes(figure))
+    return path
+
+
 def plot_recall_at_k(report: Mapping[str, Any], path: Path) -> Path:
     """Write ``path`` (PNG): Recall@k against k per ranking; indirect subset dashed.
 

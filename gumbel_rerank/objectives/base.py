@@ -22,6 +22,9 @@ class Batch:
             reranker objective that claims to be label-free reads them).
         has_answer: (B, n) bool, passage contains a normalised answer (DPR convention).
         positions: B places of the examples in the step's global batch (noise keys).
+        passage_ids: B lists of the passages' ids (None where the file has none).
+        passage_scores: (B, n) float, each passage's score field (``data.score_field``, e.g. a
+            teacher's scores for KD), NaN where absent or padding.
     """
 
     ids: list[str]
@@ -32,6 +35,8 @@ class Batch:
     gold: torch.Tensor
     has_answer: torch.Tensor
     positions: list[int]
+    passage_ids: list[list[str | None]] | None = None
+    passage_scores: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.questions)

@@ -61,6 +61,21 @@ class EncodedPassages:
         """(B, N) bool: passages with at least one real token."""
         return self.token_mask.any(dim=-1)
 
+    def singles(self) -> EncodedPassages:
+        """Each passage as its own question: hidden (B * N, L, D), token_mask (B * N, 1, L).
+
+        Row ``b * N + i`` is passage i of question b alone, exactly as the reader sees a
+        question with that single passage (each passage was encoded on its own, and its key
+        positions restart at 0). Padding passages give rows with no real token.
+        """
+        b, n, length = self.token_mask.shape
+        hidden = self.hidden.view(b * n, length, self.hidden.shape[-1])
+        return EncodedPassages(hidden, self.token_mask.reshape(b * n, 1, length))
+
+    def repeat(self, times: int) -> EncodedPassages:
+        """The batch repeated ``times`` times (block-major: rows b, b + B, ... are question b)."""
+        return EncodedPassages(self.hidden.repeat(times, 1, 1), self.token_mask.repeat(times, 1, 1))
+
     def select(self, doc_idx: torch.Tensor) -> EncodedPassages:
         """Keep only the passages in ``doc_idx`` (B, k), in that order; -1 means "none".
 
@@ -106,8 +121,18 @@ class Reader(Protocol):
         states: EncodedPassages,
         labels: torch.Tensor,
         log_doc_mask: torch.Tensor | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
-        """(B, T) log p(a_t | q, passages); 0 where labels are -100."""
+        """(B, T) log p(a_t | q, passages) under log M (B, N), the vocabulary logits divided by
+        ``temperature``; 0 where labels are -100."""
+        ...
+
+    def cross_attention_mass(
+        self, states: EncodedPassages, labels: torch.Tensor, log_doc_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, N) attention mass per passage while reading the answer (ADist's signal): decoder
+        cross-attention probability times the value vector's norm, averaged over heads, summed
+        over layers, answer tokens and the passage's tokens."""
         ...
 
     def lm_loss(

@@ -237,6 +237,7 @@ class FiDReader:
         states: EncodedPassages,
         labels: torch.Tensor,
         log_doc_mask: torch.Tensor | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Teacher-forced log p(a_t | q, passages) under the passage mask.
 
@@ -244,6 +245,8 @@ class FiDReader:
             states: encoder states (B, N * L, D).
             labels: (B, T) target ids, -100 at padding.
             log_doc_mask: (B, N) log M, or None for all passages.
+            temperature: divides the vocabulary logits before the softmax (Atlas's token-level
+                EMDR2 puts its temperature there); 1 = the reader's own distribution.
 
         Returns:
             (B, T) log-probabilities (float32, or float64 for a float64 reader), 0 where labels are -100. Differentiable w.r.t.
@@ -262,7 +265,7 @@ class FiDReader:
         # float32 at least: bf16 log-softmax over a 32k vocabulary loses the answer's mass;
         # float64 stays float64 (gradchecks).
         logits = out.logits.to(torch.promote_types(out.logits.dtype, torch.float32))
-        logp = logits.log_softmax(dim=-1)  # (B, T, V)
+        logp = (logits / temperature).log_softmax(dim=-1)  # (B, T, V)
         keep = labels != IGNORE_INDEX
         picked = logp.gather(-1, labels.clamp(min=0)[..., None]).squeeze(-1)  # (B, T)
         return picked * keep
@@ -283,6 +286,47 @@ class FiDReader:
         logp = self.token_logprobs(states, labels, log_doc_mask)
         n_tokens = (labels != IGNORE_INDEX).sum(dim=1).clamp(min=1).to(self.device)
         return -logp.sum(dim=1) / n_tokens
+
+    @torch.no_grad()
+    def cross_attention_mass(
+        self, states: EncodedPassages, labels: torch.Tensor, log_doc_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """ADist's signal: how much the decoder reads each passage while producing the answer.
+
+        For decoder layer l, head h, answer token t and encoder token j, the attention
+        probability A[l, h, t, j] times the norm of the value vector ||V[l, h, j]||, averaged
+        over heads, summed over layers, the answer's (non-padding) tokens and passage i's tokens
+        (Izacard & Grave 2021's attention score with Atlas's value-norm weighting).
+
+        Args:
+            states: encoder states (B, N * L, D).
+            labels: (B, T) answer ids, -100 at padding (teacher forcing, as for the loss).
+            log_doc_mask: (B, N) log M, or None for all passages (ADist's setting).
+
+        Returns:
+            (B, N) float32 (float64 for a float64 reader); 0 for padding passages.
+        """
+        labels = labels.to(self.device)
+        b, n, length = states.token_mask.shape
+        positions = torch.arange(labels.shape[1], device=self.device)
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=states.hidden),
+            attention_mask=self.cross_attention_mask(states, log_doc_mask, positions),
+            decoder_input_ids=self.model._shift_right(labels),
+            use_cache=False,
+            output_attentions=True,
+        )
+        work = torch.promote_types(self.dtype, torch.float32)
+        answer = (labels != IGNORE_INDEX).to(work)  # (B, T)
+        mass = torch.zeros(b, n * length, dtype=work, device=self.device)
+        for block, attn in zip(self.model.decoder.block, out.cross_attentions, strict=True):
+            module = block.layer[1].EncDecAttention
+            values = module.v(states.hidden).view(b, n * length, module.n_heads, module.key_value_proj_dim)
+            value_norm = values.to(work).norm(dim=-1).transpose(1, 2)  # (B, H, N*L)
+            weighted = attn.to(work) * value_norm[:, :, None, :]  # (B, H, T, N*L)
+            mass += (weighted.mean(dim=1) * answer[:, :, None]).sum(dim=1)  # (B, N*L)
+        per_token = mass.view(b, n, length) * states.token_mask.to(work)
+        return per_token.sum(dim=-1)
 
     @torch.no_grad()
     def generate_ids(

@@ -17,7 +17,8 @@ def make_collate(questions: Sequence, n_passages: int | None) -> Callable[[list[
         n_passages: candidates per question (the first N); None = all.
 
     The batch's passages are padded to the longest question's count n; ``gold`` and
-    ``has_answer`` are (B, n) bool flags, False on padding.
+    ``has_answer`` are (B, n) bool flags, False on padding; ``passage_scores`` (B, n) the
+    passages' score field, NaN where absent.
     """
 
     def collate(items: list[tuple[int, int]]) -> Batch:
@@ -26,11 +27,15 @@ def make_collate(questions: Sequence, n_passages: int | None) -> Callable[[list[
         n = max(len(p) for p in passages)
         gold = torch.zeros(len(chosen), n, dtype=torch.bool)
         has_answer = torch.zeros(len(chosen), n, dtype=torch.bool)
+        scores = torch.full((len(chosen), n), float("nan"))
         for row, q in enumerate(chosen):
             for flags, indices in ((gold, q.gold_indices), (has_answer, q.answer_passages or ())):
                 for i in indices:
                     if i < n:
                         flags[row, i] = True
+            for i, passage in enumerate(q.passages[:n]):
+                if passage.score is not None:
+                    scores[row, i] = passage.score
         return Batch(
             ids=[q.id for q in chosen],
             questions=[q.question for q in chosen],
@@ -40,6 +45,8 @@ def make_collate(questions: Sequence, n_passages: int | None) -> Callable[[list[
             gold=gold,
             has_answer=has_answer,
             positions=[position for _, position in items],
+            passage_ids=[[p.id for p in q.passages[:n_passages]] for q in chosen],
+            passage_scores=scores,
         )
 
     return collate

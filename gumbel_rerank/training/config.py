@@ -28,6 +28,8 @@ class DataConfig:
         gold_field: per-passage gold flag name for evaluation (None = auto-detect).
         skip_invalid: skip (and report) invalid records instead of stopping.
         dev_subset: questions of ``dev`` used by in-loop evaluation.
+        score_field: the per-passage numeric field loaded as the passage's score (the
+            retriever's ``score`` by default; a teacher's scores for ``objective.name: kd``).
     """
 
     train: str = ""
@@ -36,6 +38,7 @@ class DataConfig:
     gold_field: str | None = None
     skip_invalid: bool = False
     dev_subset: int = 200
+    score_field: str = "score"
 
 
 @dataclass
@@ -187,8 +190,42 @@ class RunConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of multi-stage training (``stages:`` in a train config).
+
+    Attributes:
+        objective: the stage's objective (``name`` and ``settings``, as ``objective:``).
+        steps: optimizer steps of the stage (its ``optim.max_steps``).
+        lr: the stage's peak learning rate; None = ``optim.lr``.
+        warmup_steps: the stage's warmup; None = ``optim.warmup_steps``.
+        name: the stage folder's name (default: ``stage-<i>-<objective name>``).
+    """
+
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    steps: int = 1000
+    lr: float | None = None
+    warmup_steps: int | None = None
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"stages: steps must be >= 1, got {self.steps}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"stages: lr must be a finite number > 0, got {self.lr}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise ConfigError("stages: warmup_steps must be >= 0")
+        if self.name and ("/" in self.name or self.name.startswith(".")):
+            raise ConfigError(f"stages: name {self.name!r} must be a plain folder name")
+
+
+@dataclass
 class TrainConfig:
-    """Everything `gumbel-rerank train` needs."""
+    """Everything `gumbel-rerank train` needs.
+
+    With ``stages`` the run is multi-stage: stage i trains with its own objective, steps and
+    learning rate in ``<output_dir>/<stage name>``, starting from stage i-1's reranker (stage 1
+    from ``reranker.path``); ``objective`` and ``optim.max_steps`` are then not used.
+    """
 
     data: DataConfig = field(default_factory=DataConfig)
     reader: ReaderSection = field(default_factory=ReaderSection)
@@ -197,6 +234,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    stages: list[StageConfig] = field(default_factory=list)
 
     def eval_k(self) -> int:
         """``eval.k``, or the objective's own k when unset."""
@@ -215,3 +253,48 @@ class ReaderTrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     eval_answer_maxlength: int = 20
     curriculum: list[CurriculumStage] = field(default_factory=list)
+
+
+#: The objectives `gumbel-rerank compare` runs when none are given: G-Rerank, the four reader
+#: distillation baselines of the paper, and the supervised LCE reference.
+DEFAULT_COMPARE = ("gumbel", "pdist", "loop", "emdr2", "adist", "lce")
+
+
+@dataclass
+class CompareSection:
+    """What `gumbel-rerank compare` runs and where it evaluates.
+
+    Attributes:
+        objectives: one training run per entry (``name`` and ``settings``, as ``objective:``),
+            all with the same reader, data, reranker start, step budget and seed.
+        test: the question file every ranking is evaluated on; None = ``data.dev``.
+        test_questions: evaluate the first N questions; None = all.
+        ks: ranking cut-offs of the table (Recall@k, nDCG@k); ``eval.k`` is the reader's k.
+    """
+
+    objectives: list[ObjectiveConfig] = field(
+        default_factory=lambda: [ObjectiveConfig(name=name) for name in DEFAULT_COMPARE]
+    )
+    test: str | None = None
+    test_questions: int | None = None
+    ks: list[int] = field(default_factory=lambda: [1, 3, 5])
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ConfigError("compare.objectives: give at least one objective")
+        if self.test_questions is not None and self.test_questions < 1:
+            raise ConfigError("compare.test_questions must be >= 1")
+        if not self.ks or any(k < 1 for k in self.ks):
+            raise ConfigError("compare.ks must be a non-empty list of cut-offs >= 1")
+
+
+@dataclass
+class CompareConfig(TrainConfig):
+    """`gumbel-rerank compare`: a train config (data, reader, reranker, optim, run) shared by
+    every objective of ``compare.objectives``; ``objective`` and ``stages`` are not used."""
+
+    compare: CompareSection = field(default_factory=CompareSection)
+
+    def eval_k(self) -> int:
+        """``eval.k``, default 5 (the paper's k): one k for every compared objective."""
+        return self.eval.k if self.eval.k is not None else 5

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import torch
 
-from gumbel_rerank.config import ConfigError
+from gumbel_rerank.config import ConfigError, to_dict
 from gumbel_rerank.data import load_questions
 from gumbel_rerank.envinfo import resolve_device
 from gumbel_rerank.evaluation import RerankerEvaluator, evaluate, write_report
+from gumbel_rerank.objectives.base import Objective
 from gumbel_rerank.objectives.registry import build_objective
 from gumbel_rerank.reader.fid import FiDReader
 from gumbel_rerank.rerankers import Reranker
@@ -22,6 +23,7 @@ from gumbel_rerank.training.collate import make_collate
 from gumbel_rerank.training.config import DataConfig, TrainConfig
 from gumbel_rerank.training.distributed import is_main_process
 from gumbel_rerank.training.loop import Trainer
+from gumbel_rerank.training.stages import run_stages
 
 
 def load_reader(cfg: TrainConfig, device: torch.device) -> FiDReader:
@@ -54,12 +56,19 @@ def load_reranker(cfg: TrainConfig) -> Reranker:
 def load_split(data: DataConfig, path: str):
     """One question file with the run's data settings."""
     return load_questions(
-        path, gold_field=data.gold_field, skip_invalid=data.skip_invalid, max_passages=data.n_passages
+        path,
+        gold_field=data.gold_field,
+        skip_invalid=data.skip_invalid,
+        max_passages=data.n_passages,
+        score_field=data.score_field,
     )
 
 
 def run_train(cfg: TrainConfig) -> dict[str, float]:
-    """Train ``cfg.reranker`` with ``cfg.objective`` through ``cfg.reader``; returns last metrics."""
+    """Train ``cfg.reranker`` with ``cfg.objective`` through ``cfg.reader`` (or, with
+    ``cfg.stages``, stage after stage); returns the last logged metrics."""
+    if cfg.stages:
+        return run_stages(cfg, run_train)
     if not cfg.data.train:
         raise ConfigError("data.train: a training question file is required")
     device = resolve_device(cfg.run.device)
@@ -88,7 +97,10 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
         save_module=save,
         evaluate=evaluator,
         config=cfg,
-        extra_run_files={"reader.json": reader.load_report.to_dict() if reader.load_report else {}},
+        extra_run_files={
+            "reader.json": reader.load_report.to_dict() if reader.load_report else {},
+            "objective.json": describe(objective, cfg),
+        },
         device=device,
     )
     last = trainer.fit()
@@ -97,6 +109,17 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
     if cfg.run.final_report and evaluator is not None and finished and is_main_process():
         write_final_report(cfg, reader, final, evaluator.questions)
     return last
+
+
+def describe(objective: Objective, cfg: TrainConfig) -> dict[str, object]:
+    """What the run folder says about the objective: name, settings, whether it reads labels,
+    and which targets it caches (``objective.json``)."""
+    record = {"name": cfg.objective.name, "uses_labels": cfg.objective.spec.uses_labels}
+    record["settings"] = to_dict(cfg.objective.settings)
+    describe_own = getattr(objective, "describe", None)
+    if describe_own is not None:
+        record.update(describe_own())
+    return record
 
 
 def write_final_report(cfg: TrainConfig, reader: FiDReader, model_dir: Path, questions: list) -> None:

@@ -1,0 +1,70 @@
+"""`gumbel-rerank compare [--config FILE] [--objectives a,b,...] [--out DIR] [--a.b=c ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gumbel_rerank.cli.args import check_overrides, positive_int
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``compare`` options."""
+    parser = argparse.ArgumentParser(
+        prog="gumbel-rerank compare",
+        description="Train several objectives on equal terms (same reader, data, reranker start, "
+        "steps, seed) and write one table. Without --config: the demo data, the shipped reader "
+        "and all-MiniLM-L6-v2 (gumbel_rerank/demo/assets/compare_recipe.yaml). Rerunning the "
+        "same command resumes: finished runs are not trained again.",
+        epilog="Any config key can be overridden: --optim.max_steps=50 --compare.test_questions=100",
+    )
+    parser.add_argument("--config", help="a compare config (a train config plus a compare: section)")
+    parser.add_argument("--out", type=Path, help="run folder (demo default: runs/compare; else run.output_dir)")
+    parser.add_argument("--objectives", help="comma-separated objective names (default: the config's list)")
+    parser.add_argument("--train-questions", type=positive_int, default=4000, help="demo only: training questions")
+    parser.add_argument("--check-questions", type=positive_int, default=300, help="demo only: reading-check questions")
+    return parser
+
+
+def cli_main(argv: list[str]) -> int:
+    """Run the comparison; returns 0, 2 for a config error, 1 for a run that stopped early."""
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    check_overrides(parser, rest)
+    from gumbel_rerank.config import ConfigError
+
+    names = [n.strip() for n in args.objectives.split(",") if n.strip()] if args.objectives else None
+    try:
+        if args.config is None:
+            from gumbel_rerank.demo.compare import run_demo_compare
+
+            run_demo_compare(
+                args.out or Path("runs/compare"),
+                train_questions=args.train_questions,
+                check_questions=args.check_questions,
+                objectives=names,
+                overrides=rest,
+            )
+        else:
+            _run_config(args, names, rest)
+    except ConfigError as err:
+        print(f"gumbel-rerank compare: config error: {err}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, RuntimeError, ValueError) as err:
+        print(f"gumbel-rerank compare: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_config(args: argparse.Namespace, names: list[str] | None, rest: list[str]) -> None:
+    from gumbel_rerank.config import load_config
+    from gumbel_rerank.training.compare import run_compare
+    from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig
+
+    extra = [f"--run.output_dir={args.out}"] if args.out else []
+    cfg = load_config(CompareConfig, args.config, extra + rest)
+    if names:
+        known = {o.name: o for o in cfg.compare.objectives}
+        cfg.compare.objectives = [known.get(n) or ObjectiveConfig(name=n) for n in names]
+    run_compare(cfg)

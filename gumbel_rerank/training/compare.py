@@ -1,0 +1,187 @@
+"""`gumbel-rerank compare`: several objectives on equal terms, then one table.
+
+Every objective of ``compare.objectives`` trains with the same reader, data, reranker start
+(a fresh head is seeded by ``run.seed``), step budget and seed, in ``<out>/runs/<label>``; then
+the incoming order, the untrained reranker and every trained one are evaluated on the same
+questions (``<out>/eval/<label>``) and the table is written as ``compare.md``,
+``compare.json`` and ``compare.png``. Resumable as a whole: a finished run is not trained
+again, an interrupted one continues from its checkpoint, and an evaluation already done with
+the same settings is reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from gumbel_rerank.durable import write_atomic
+from gumbel_rerank.envinfo import resolve_device
+from gumbel_rerank.evaluation import evaluate, write_report
+from gumbel_rerank.evaluation.report import markdown_table, plot_grouped_bars, read_metrics_log
+from gumbel_rerank.rerankers import Reranker
+from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig, TrainConfig
+from gumbel_rerank.training.stages import stage_finished
+from gumbel_rerank.training.train_reranker import load_reader, load_split, run_train
+
+INCOMING = "incoming order"
+UNTRAINED = "untrained reranker"
+
+
+def run_labels(objectives: Sequence[ObjectiveConfig]) -> list[str]:
+    """One folder name per objective: its name, with ``-2``, ``-3`` ... for repeats."""
+    labels: list[str] = []
+    for objective in objectives:
+        label, copy = objective.name, 2
+        while label in labels:
+            label, copy = f"{objective.name}-{copy}", copy + 1
+        labels.append(label)
+    return labels
+
+
+def objective_run_config(cfg: CompareConfig, objective: ObjectiveConfig, out: Path) -> TrainConfig:
+    """The plain train config of one compared objective: everything shared but the objective
+    and the run folder; always resumable, no per-run final report (compare evaluates)."""
+    shared = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(TrainConfig)}
+    shared.update(
+        objective=objective,
+        stages=[],
+        eval=dataclasses.replace(cfg.eval, k=cfg.eval_k()),
+        run=dataclasses.replace(cfg.run, output_dir=str(out), resume=True, final_report=False),
+    )
+    return TrainConfig(**shared)
+
+
+def train_all(cfg: CompareConfig, out: Path) -> dict[str, Path]:
+    """Train every objective that has not finished; returns label -> run folder."""
+    folders = {}
+    labels = run_labels(cfg.compare.objectives)
+    for number, (label, objective) in enumerate(zip(labels, cfg.compare.objectives, strict=True), 1):
+        folder = out / "runs" / label
+        folders[label] = folder
+        if stage_finished(folder, cfg.optim.max_steps):
+            print(f"[compare {number}/{len(labels)}] {label}: finished earlier, not trained again", flush=True)
+            continue
+        print(f"[compare {number}/{len(labels)}] training {label} ({cfg.optim.max_steps} steps)", flush=True)
+        run_train(objective_run_config(cfg, objective, folder))
+        if not stage_finished(folder, cfg.optim.max_steps):
+            raise RuntimeError(f"{label} stopped before the end; run the same command again to resume")
+    return folders
+
+
+def evaluate_all(cfg: CompareConfig, folders: Mapping[str, Path], out: Path) -> dict[str, dict[str, Any]]:
+    """The untrained and every trained reranker on the same questions; label -> report."""
+    device = resolve_device(cfg.run.device)
+    reader = load_reader(cfg, device)
+    test = cfg.compare.test or cfg.data.dev
+    if not test:
+        raise ValueError("compare needs questions to evaluate: set compare.test or data.dev")
+    questions = load_split(cfg.data, test)
+    count = min(cfg.compare.test_questions or len(questions), len(questions))
+    questions = [questions[i] for i in range(count)]
+    k = cfg.eval_k()
+    settings = {"test": str(test), "questions": count, "ks": sorted({*cfg.compare.ks, k}), "k": k}
+    rankers = {UNTRAINED: Path(cfg.reranker.path), **{label: folder / "model" for label, folder in folders.items()}}
+    reports = {}
+    for label, model in rankers.items():
+        directory = out / "eval" / label.replace(" ", "_")
+        saved = directory / "report.json"
+        if saved.is_file() and json.loads(saved.read_text()).get("compare") == settings:
+            reports[label] = json.loads(saved.read_text())
+            continue
+        print(f"[compare] evaluating {label} on {count} questions", flush=True)
+        # the untrained row starts exactly where every training run started (seeded head)
+        seed = cfg.run.seed if label == UNTRAINED else None
+        reranker = Reranker.from_pretrained(model, seed=seed, **cfg.reranker.settings).to(device)
+        report = evaluate(
+            questions,
+            reader=reader,
+            reranker=reranker,
+            ks=settings["ks"],
+            em_ks=(k,),
+            n_passages=cfg.data.n_passages,
+            max_new_tokens=cfg.reader.settings.answer_maxlength,
+        )
+        report["compare"] = settings
+        write_report(report, directory)
+        reports[label] = report
+    return reports
+
+
+def seconds_per_step(folder: Path) -> float | None:
+    """The last logged training time per step of a run (``metrics.jsonl``)."""
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return None
+    times = [r["sec_per_step"] for r in read_metrics_log(path) if "sec_per_step" in r]
+    return times[-1] if times else None
+
+
+def compare_table(
+    reports: Mapping[str, Mapping[str, Any]], folders: Mapping[str, Path], ks: Sequence[int], k: int
+) -> dict[str, dict[str, float | None]]:
+    """Rows: the incoming order, the untrained reranker, each objective. Columns in the layout
+    of the paper's tables: Recall@k, nDCG@K, MRR; the same on indirect (bridge) gold; EM@k,
+    F1@k of the reader on each ranking's top k; training seconds per step."""
+    top = max(ks)
+
+    def row(report: Mapping[str, Any], ranking: str, seconds: float | None) -> dict[str, float | None]:
+        ranks, indirect = report["rankings"][ranking], report["indirect"].get(ranking, {})
+        end = report.get("end_to_end", {}).get(ranking, {})
+        values: dict[str, float | None] = {f"R@{c}": ranks.get(f"R@{c}") for c in ks}
+        values.update({f"nDCG@{top}": ranks.get(f"nDCG@{top}"), "MRR": ranks.get("MRR")})
+        values.update(
+            {
+                f"ind. R@{top}": indirect.get(f"R@{top}"),
+                "ind. MRR": indirect.get("MRR"),
+                f"ind. nDCG@{top}": indirect.get(f"nDCG@{top}"),
+                f"EM@{k}": end.get(f"EM@{k}"),
+                f"F1@{k}": end.get(f"F1@{k}"),
+                "sec/step": seconds,
+            }
+        )
+        return values
+
+    table = {INCOMING: row(reports[UNTRAINED], "retriever", None), UNTRAINED: row(reports[UNTRAINED], "reranker", None)}
+    for label, folder in folders.items():
+        table[label] = row(reports[label], "reranker", seconds_per_step(folder))
+    return table
+
+
+def write_compare(table: Mapping[str, Mapping[str, Any]], out: Path, header: str = "") -> str:
+    """``compare.md``, ``compare.json`` and ``compare.png`` (the fraction columns as grouped
+    bars) in ``out``; returns the markdown."""
+    columns = list(next(iter(table.values())))
+    text = "\n\n".join(part for part in (header, markdown_table(table, columns, label="ranking", fmt=_fmt)) if part)
+    write_atomic(out / "compare.md", text + "\n")
+    write_atomic(out / "compare.json", json.dumps(table, indent=1) + "\n")
+    fractions = {label: {c: v for c, v in row.items() if c != "sec/step"} for label, row in table.items()}
+    plot_grouped_bars(fractions, out / "compare.png", ylabel="fraction (test questions)")
+    return text
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def run_compare(cfg: CompareConfig, header: str = "") -> dict[str, Any]:
+    """The whole comparison (module docstring); returns ``{"table", "seconds"}``. ``header``
+    goes on top of ``compare.md`` (e.g. the reader's reading check)."""
+    started = time.monotonic()
+    out = Path(cfg.run.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    folders = train_all(cfg, out)
+    reports = evaluate_all(cfg, folders, out)
+    table = compare_table(reports, folders, cfg.compare.ks, cfg.eval_k())
+    questions = reports[UNTRAINED]["compare"]["questions"]
+    note = (
+        f"{questions} questions; the reader reads each ranking's top {cfg.eval_k()}; "
+        f"{cfg.optim.max_steps} training steps per objective, seed {cfg.run.seed}; "
+        "'ind.' = indirect gold (gold passages without the answer, e.g. bridges)."
+    )
+    text = write_compare(table, out, "\n\n".join(p for p in ("# gumbel-rerank compare", header, note) if p))
+    print(text, flush=True)
+    return {"table": table, "seconds": round(time.monotonic() - started, 1)}
