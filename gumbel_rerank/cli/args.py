@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 
 
 def positive_int(text: str) -> int:
@@ -45,3 +47,20 @@ def parse_help_or_args(parser: argparse.ArgumentParser, argv: list[str] | None) 
         return parser.parse_args(argv)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
+
+
+def run_config_job(prog: str, description: str, argv: list[str], load_and_run: Callable[[str | None, list[str]], object]) -> int:
+    """The whole of a config-driven subcommand: parse ``--config``/``--resume`` and the
+    overrides, then ``load_and_run(config path, overrides)``; a ConfigError prints
+    ``gumbel-rerank: config error: ...`` and returns 2."""
+    parser = config_parser(prog, description)
+    args, rest = parser.parse_known_args(argv)
+    check_overrides(parser, rest)
+    from gumbel_rerank.config import ConfigError
+
+    try:
+        load_and_run(args.config, rest + (["--run.resume=true"] if args.resume else []))
+    except ConfigError as err:
+        print(f"gumbel-rerank: config error: {err}", file=sys.stderr)
+        return 2
+    return 0

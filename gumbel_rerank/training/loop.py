@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import random
 import shutil
 import signal
@@ -114,6 +115,9 @@ class Trainer:
         config: the resolved configuration, written to the run folder.
         extra_run_files: name -> JSON-able content written into the run folder (e.g. the
             reader's load report).
+        step_diagnostics: ``batch -> metrics`` logged with the objective's own on logging
+            steps (e.g. how often gold passages were sampled); it may read labels the
+            objective itself never sees.
     """
 
     def __init__(
@@ -129,6 +133,7 @@ class Trainer:
         config: Any = None,
         extra_run_files: dict[str, Any] | None = None,
         device: torch.device | None = None,
+        step_diagnostics: Callable[[Batch], dict[str, float]] | None = None,
     ) -> None:
         self.module = module
         self.objective = objective
@@ -140,6 +145,7 @@ class Trainer:
         self.evaluate = evaluate
         self.config = config
         self.extra_run_files = extra_run_files or {}
+        self.step_diagnostics = step_diagnostics
         self.device = device or resolve_device(run.device)
         self.out = Path(run.output_dir)
         self.ckpt_root = self.out / "checkpoints"
@@ -299,10 +305,14 @@ class Trainer:
             engine.backward(loss)
             engine.step()
             losses.append(float(loss.detach()))
+            if want_log and self.step_diagnostics is not None:
+                metrics = {**metrics, **self.step_diagnostics(batch)}
             step_metrics.append(metrics)
         record = {"loss": sum(losses) / len(losses), "lr": lr_used, "grad_norm": engine.last_grad_norm}
         for key in step_metrics[0]:
-            record[key] = sum(m[key] for m in step_metrics) / len(step_metrics)
+            # NaN = "nothing to measure in this micro-batch": left out of the mean
+            values = [m[key] for m in step_metrics if not math.isnan(m[key])]
+            record[key] = sum(values) / len(values) if values else math.nan
         return record
 
     def _publish_model(self) -> None:

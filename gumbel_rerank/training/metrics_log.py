@@ -62,7 +62,7 @@ def wandb_mode(requested: str) -> str:
     return "online" if network_reachable() else "offline"
 
 
-def open_wandb(run: RunConfig, out: Path, config: Any):
+def open_wandb(run: RunConfig, out: Path, config: Any) -> Any:
     """A wandb run in ``out`` (id kept in ``out/wandb_id`` so resumes continue it), or None."""
     mode = wandb_mode(run.wandb)
     if mode == "disabled":

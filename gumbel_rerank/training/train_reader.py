@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
 from gumbel_rerank.config import ConfigError
@@ -46,7 +47,7 @@ def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
         subset = [dev[i] for i in range(min(cfg.data.dev_subset, len(dev)))]
         evaluate = ReaderEvaluator(reader, subset, n_passages=cfg.data.n_passages, max_new_tokens=cfg.eval_answer_maxlength)
 
-    def save(module, directory: Path) -> None:
+    def save(module: torch.nn.Module, directory: Path) -> None:
         module.save_pretrained(str(directory))
         reader.tokenizer.save_pretrained(str(directory))
         if reader.use_legacy_bias:

@@ -7,15 +7,16 @@ objective the config names (``objectives.registry.build_objective``), hand all o
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
 
 from gumbel_rerank.config import ConfigError, to_dict
-from gumbel_rerank.data import load_questions
+from gumbel_rerank.data import QuestionSet, load_questions
 from gumbel_rerank.envinfo import resolve_device
 from gumbel_rerank.evaluation import RerankerEvaluator, evaluate, write_report
-from gumbel_rerank.objectives.base import Objective
+from gumbel_rerank.objectives.base import Batch, Objective
 from gumbel_rerank.objectives.registry import build_objective
 from gumbel_rerank.reader.fid import FiDReader
 from gumbel_rerank.rerankers import Reranker
@@ -53,7 +54,7 @@ def load_reranker(cfg: TrainConfig) -> Reranker:
     return reranker
 
 
-def load_split(data: DataConfig, path: str):
+def load_split(data: DataConfig, path: str) -> QuestionSet:
     """One question file with the run's data settings."""
     return load_questions(
         path,
@@ -102,6 +103,7 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
             "objective.json": describe(objective, cfg),
         },
         device=device,
+        step_diagnostics=lambda batch: exploration_metrics(objective, batch),
     )
     last = trainer.fit()
     final = Path(cfg.run.output_dir) / "model"
@@ -109,6 +111,30 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
     if cfg.run.final_report and evaluator is not None and finished and is_main_process():
         write_final_report(cfg, reader, final, evaluator.questions)
     return last
+
+
+@torch.no_grad()
+def exploration_metrics(objective: Objective, batch: Batch) -> dict[str, float]:
+    """How often the passages that matter were among what the objective sampled this step.
+
+    For objectives that sample a selection (G-Rerank's ``last_selection``, (B, k)): the share
+    of direct gold passages (gold, containing the answer) and of indirect ones (gold without
+    the answer: bridges) that one of the k samples picked. Computed here, in the trainer, from
+    gold flags the objective itself never reads; NaN when the batch has none of a kind (every
+    rank logs the same keys).
+    """
+    selection = getattr(objective, "last_selection", None)
+    if selection is None or batch.gold is None:
+        return {}
+    n = batch.gold.shape[1]
+    picked = torch.zeros(len(batch), n + 1, dtype=torch.bool)
+    picked.scatter_(1, selection.cpu().clamp(min=-1) % (n + 1), True)  # -1 lands in the spare column
+    picked = picked[:, :n]
+    direct = batch.gold & batch.has_answer
+    out = {}
+    for name, kind in (("sampled_gold_direct", direct), ("sampled_gold_indirect", batch.gold & ~direct)):
+        out[name] = float((picked & kind).sum() / kind.sum()) if bool(kind.any()) else math.nan
+    return out
 
 
 def describe(objective: Objective, cfg: TrainConfig) -> dict[str, object]:
