@@ -76,6 +76,8 @@ class NoiseStream(enum.IntEnum):
     CONTEXT_DISTRACTORS = 1
     #: LCE's choice of the positive and of the sampled negatives of a question's group
     LCE_GROUP = 2
+    #: train-reader's draw of an example's kind in a mixed curriculum stage
+    EXAMPLE_KIND = 3
     #: further independent masks of one example (``mask_samples`` > 1): this + draw index
     EXTRA_GUMBEL_MASKS = 1000
 

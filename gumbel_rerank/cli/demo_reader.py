@@ -10,6 +10,7 @@ from gumbel_rerank.cli.args import check_overrides, positive_int
 from gumbel_rerank.config import ConfigError
 from gumbel_rerank.demo.reader_recipe import (
     READER_TRAIN_QUESTIONS,
+    RECIPES,
     check_reader,
     prepare,
     recipe_config,
@@ -28,6 +29,13 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, required=True, help="work folder (data, init, run)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
+        "--recipe",
+        choices=RECIPES,
+        default="answer",
+        help="answer: the shipped answer-only reader; chain: a reader of '<intermediate> <answer>' "
+        "targets on a shared name pool (demo/assets/reader_chain_recipe.yaml)",
+    )
+    parser.add_argument(
         "--train-questions",
         type=positive_int,
         default=READER_TRAIN_QUESTIONS,
@@ -36,8 +44,8 @@ def cli_main(argv: list[str]) -> int:
     args, rest = parser.parse_known_args(argv)
     check_overrides(parser, rest)
     try:
-        cfg = recipe_config(args.out, rest + (["--run.resume=true"] if args.resume else []))
-        prepare(args.out, seed=cfg.run.seed, n_train=args.train_questions)
+        cfg = recipe_config(args.out, rest + (["--run.resume=true"] if args.resume else []), args.recipe)
+        prepare(args.out, seed=cfg.run.seed, n_train=args.train_questions, recipe=args.recipe)
         run_train_reader(cfg)
     except ConfigError as err:
         print(f"gumbel-rerank demo-reader: config error: {err}", file=sys.stderr)
@@ -47,5 +55,5 @@ def cli_main(argv: list[str]) -> int:
         print(f"demo-reader: stopped before the end; continue with --resume (run in {args.out / 'run'})")
         return 0
     print(f"demo-reader: the trained reader is in {model}; reading check on dev:")
-    print(check_reader(model, args.out / "data" / "dev.jsonl", cfg.reader.settings, cfg.run.device))
+    print(check_reader(model, args.out / "data" / "dev.jsonl", cfg.reader.settings, cfg.run.device, args.recipe))
     return 0

@@ -54,7 +54,7 @@ MAX_SKIPPED_MESSAGES = 1000
 # JSON text, whichever comes first.
 _WRITER_BATCH_ROWS = 1000
 _WRITER_BATCH_CHARS = 16 << 20
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: passage role, named targets
 #: The modules whose code decides what a load produces: a change to any invalidates the cache.
 _LOADER_SOURCES = ("questions.py", "records.py", "cache.py", "jsonstream.py", "answers.py")
 REPORT_NAME = "report.json"
@@ -79,6 +79,7 @@ def features() -> Any:
             "id": Value("string"),
             "question": Value("string"),
             "target": Value("string"),
+            "targets": List({"name": Value("string"), "text": Value("string")}),
             "answers": List(Value("string")),
             "gold_source": Value("string"),
             "gold_indices": List(Value("int32")),
@@ -90,6 +91,7 @@ def features() -> Any:
                     "gold": Value("bool"),
                     "id": Value("string"),
                     "score": Value("float64"),
+                    "role": Value("string"),
                 }
             ),
         }

@@ -77,6 +77,7 @@ def _row_to_question(row: dict[str, Any]) -> Question:
         id=row["id"],
         question=row["question"],
         target=row["target"],
+        targets=tuple((t["name"], t["text"]) for t in row.get("targets") or ()),
         answers=tuple(row["answers"]),
         passages=tuple(Passage(**p) for p in row["passages"]),
         gold_source=row["gold_source"],

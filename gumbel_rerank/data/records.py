@@ -56,13 +56,16 @@ _Bad = Callable[[str, "str | None"], None]
 @dataclass(frozen=True)
 class Passage:
     """One candidate passage. ``gold`` is the decided label (``None`` if undecidable); ``id``
-    and ``score`` are the retriever's, when the file has them."""
+    and ``score`` are the retriever's, when the file has them; ``role`` is the file's optional
+    per-passage kind (e.g. "bridge", "distractor:entity_link"), which reader-training curricula
+    can select contexts by."""
 
     title: str
     text: str
     gold: bool | None = None
     id: str | None = None
     score: float | None = None
+    role: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ class Question:
     """A question with its candidate passages (in the file's order) and gold labels.
 
     ``target`` is the answer the reader is trained on; ``answers`` are all accepted answers (for
-    EM/F1 and answer matching). ``gold_source`` says which rule decided ``Passage.gold`` (see the
+    EM/F1 and answer matching). ``targets`` are further named targets of the record (its
+    optional ``targets`` object, e.g. ``{"link": "bakomu"}`` for a reader curriculum's other
+    example types). ``gold_source`` says which rule decided ``Passage.gold`` (see the
     module docstring). ``answer_passages`` are the indices of passages containing a normalised
     answer, whatever the gold source; computed here when not given.
     """
@@ -82,6 +87,17 @@ class Question:
     passages: tuple[Passage, ...]
     gold_source: str
     answer_passages: tuple[int, ...] | None = field(default=None)
+    targets: tuple[tuple[str, str], ...] = ()
+
+    def named_target(self, name: str | None) -> str:
+        """The target called ``name`` (the record's ``targets`` mapping), or ``target`` for
+        None. A KeyError naming the question when the record has no such target."""
+        if name is None:
+            return self.target
+        for key, text in self.targets:
+            if key == name:
+                return text
+        raise KeyError(f"question {self.id!r} has no target {name!r} (it has {[k for k, _ in self.targets]})")
 
     def __post_init__(self) -> None:
         """Check ``gold_source``; compute ``answer_passages`` when not given."""
@@ -170,6 +186,7 @@ class Validator:
         qid, question, target, answers = _question_fields(rec, raw.ordinal, bad, sur)
         passages, objs = self._passages(rec, bad, sur)
         flag = self._flag_field(objs, bad) if objs else None
+        targets = _named_targets(rec, bad, sur)
         if problems:
             return None, problems
 
@@ -195,6 +212,7 @@ class Validator:
             "id": qid,
             "question": question,
             "target": target,
+            "targets": targets,
             "answers": answers,
             "gold_source": source,
             "gold_indices": [i for i, g in enumerate(gold) if g],
@@ -274,9 +292,12 @@ class Validator:
                     score = float(score)
                 elif type(score) is not float:
                     bad(f"ctxs[{i}].{self.score_field}", f"expected a number, got {describe_type(score)}")
+            role = p.get("role")
+            if role is not None:
+                bad(f"ctxs[{i}].role", string_problem(role, nonempty=True, surrogates=sur))
             objs.append(p)
             rows.append(
-                {"title": title or "", "text": text, "gold": None, "id": pid, "score": score}
+                {"title": title or "", "text": text, "gold": None, "id": pid, "score": score, "role": role}
             )
         return rows, objs
 
@@ -330,6 +351,19 @@ class Validator:
                     f"expected a [title, sentence_id] pair, got {describe_type(fact)}",
                 )
         return out
+
+
+def _named_targets(rec: dict, bad: _Bad, sur: bool) -> list[dict[str, str]]:
+    """The optional ``targets`` object (name -> non-empty string) as Arrow rows."""
+    targets = rec.get("targets")
+    if targets is None:
+        return []
+    if type(targets) is not dict:
+        bad("targets", f"expected an object of named targets, got {describe_type(targets)}")
+        return []
+    for name, text in targets.items():
+        bad(f"targets.{name}", string_problem(text, nonempty=True, surrogates=sur))
+    return [{"name": name, "text": text} for name, text in targets.items()]
 
 
 def _question_fields(rec: dict, ordinal: int, bad: _Bad, sur: bool) -> tuple[str, Any, Any, Any]:

@@ -233,6 +233,11 @@ class DemoSpec:
         idf_scope: ``"split"`` (corpus = all candidates of the split) or ``"question"``.
         answer_cue: fraction of questions whose answer passage also names the question's
             entity (module docstring, "the answer cue"); 0 = never, 1 = always.
+        shared_pool: 0 = disjoint person pools per split (``n_entities_*``); N > 0 = one pool
+            of N names for every split (facts are still drawn per question, so dev and test
+            measure reading; demo.md: tiny readers learn two-hop matching on a shared pool).
+        chain_target: train the reader on the chain "<intermediate> <answer>" (``target``);
+            ``answers`` stay the answer word, so EM and F1 judge the final hop only.
     """
 
     n_train: int = 4000
@@ -249,6 +254,8 @@ class DemoSpec:
     bm25_b: float = 0.75
     idf_scope: str = "split"
     answer_cue: float = 0.5
+    shared_pool: int = 0
+    chain_target: bool = False
 
     def __post_init__(self) -> None:
         for name in ("n_train", "n_dev", "n_test"):
@@ -267,7 +274,9 @@ class DemoSpec:
             raise ValueError("distractor_mix needs a positive total weight when n_passages > 2")
         # A question uses at most 2 people per passage (other_bridge introduces two).
         need = 2 * self.n_passages
-        for split in SPLITS:
+        if self.shared_pool and self.shared_pool < need:
+            raise ValueError(f"shared_pool={self.shared_pool} is too small: a question may need {need} people")
+        for split in SPLITS if not self.shared_pool else ():
             size = getattr(self, f"n_entities_{split}")
             if size < need:
                 raise ValueError(
@@ -277,7 +286,7 @@ class DemoSpec:
         if self.syllables < 1:
             raise ValueError(f"syllables must be >= 1, got {self.syllables}")
         available = len(SYLLABLES) ** self.syllables - len(_reserved_words())
-        total = self.n_entities_train + self.n_entities_dev + self.n_entities_test
+        total = self.shared_pool or self.n_entities_train + self.n_entities_dev + self.n_entities_test
         if total > available:
             raise ValueError(
                 f"{total} entity names requested but only {available} "
@@ -326,7 +335,10 @@ def _reserved_words() -> frozenset[str]:
 
 def entity_pools(spec: DemoSpec) -> dict[str, tuple[str, ...]]:
     """The person names of each split: disjoint pools of pseudo-words, fixed by ``spec.seed``."""
-    sizes = {split: getattr(spec, f"n_entities_{split}") for split in SPLITS}
+    if spec.shared_pool:
+        sizes = {"shared": spec.shared_pool}
+    else:
+        sizes = {split: getattr(spec, f"n_entities_{split}") for split in SPLITS}
     reserved = _reserved_words()
     # Ask for enough extra names that dropping reserved words still leaves the total.
     drawn = pseudo_words(
@@ -335,6 +347,9 @@ def entity_pools(spec: DemoSpec) -> dict[str, tuple[str, ...]]:
     names = [n for n in drawn if n not in reserved]
     # pseudo_words returns names sorted; shuffle so each split gets names from the whole range.
     random.Random(f"gumbel-demo/{spec.seed}/pools").shuffle(names)
+    if spec.shared_pool:
+        shared = tuple(names[: spec.shared_pool])
+        return dict.fromkeys(SPLITS, shared)
     pools: dict[str, tuple[str, ...]] = {}
     start = 0
     for split in SPLITS:
@@ -510,10 +525,13 @@ def _question(
     for j, passage in enumerate(ctxs):
         passage["id"] = f"{qid}-{j}"
     noun = LINKS[link][0]
+    chain = f"{q.middle} {q.answer}"
     return {
         "id": qid,
         "question": ATTRIBUTES[attr][0].format(x=f"the {noun} of {q.entity}"),
-        "target": q.answer,
+        "target": chain if spec.chain_target else q.answer,
+        # what a reader curriculum can train on instead (train-reader's curriculum target:)
+        "targets": {"answer": q.answer, "link": q.middle, "chain": chain},
         "answers": [q.answer],
         "ctxs": ctxs,
         "question_entity": q.entity,

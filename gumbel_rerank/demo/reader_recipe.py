@@ -33,6 +33,10 @@ from gumbel_rerank.training.config import ReaderTrainConfig
 ASSETS = Path(__file__).resolve().parent / "assets"
 RECIPE = ASSETS / "reader_recipe.yaml"
 SHIPPED_READER = ASSETS / "reader"
+#: recipe name -> (train-reader recipe, data spec of its training questions)
+RECIPES = ("answer", "chain")
+#: The chain reader's name pool (shared by all splits; demo.md "Chain readers").
+CHAIN_POOL = 60
 
 #: Training questions for the reader (the demo's reranker uses the default 4000): more distinct
 #: questions cost nothing to generate and keep a long run from revisiting the same contexts.
@@ -76,10 +80,20 @@ class DemoReaderArch:
         )
 
 
-def reader_spec(n_train: int = READER_TRAIN_QUESTIONS) -> DemoSpec:
-    """The default demo spec with ``n_train`` training questions; dev and test are the demo's
-    own (a question does not depend on the split size)."""
+def reader_spec(n_train: int = READER_TRAIN_QUESTIONS, recipe: str = "answer") -> DemoSpec:
+    """The data spec of a reader recipe with ``n_train`` training questions: the default demo
+    spec ("answer"), or ("chain") one shared pool of names, chain targets and uncued answer
+    passages (the bridge is then the only way to the answer)."""
+    if recipe == "chain":
+        return DemoSpec(n_train=n_train, shared_pool=CHAIN_POOL, chain_target=True, answer_cue=0.0)
     return DemoSpec(n_train=n_train)
+
+
+def recipe_file(recipe: str) -> Path:
+    """The train-reader recipe of ``recipe`` ("answer" or "chain")."""
+    if recipe not in RECIPES:
+        raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
+    return RECIPE if recipe == "answer" else ASSETS / "reader_chain_recipe.yaml"
 
 
 def build_initial_reader(
@@ -95,7 +109,7 @@ def build_initial_reader(
     return directory
 
 
-def recipe_config(out: Path, overrides: list[str] | None = None) -> ReaderTrainConfig:
+def recipe_config(out: Path, overrides: list[str] | None = None, recipe: str = "answer") -> ReaderTrainConfig:
     """The train-reader config of the recipe with this run's paths, then ``overrides``.
 
     The paths are passed as overrides ahead of the user's, so the config system's own deep
@@ -107,22 +121,26 @@ def recipe_config(out: Path, overrides: list[str] | None = None) -> ReaderTrainC
         f"--reader.path={out / 'init'}",
         f"--run.output_dir={out / 'run'}",
     ]
-    return load_config(ReaderTrainConfig, RECIPE, paths + list(overrides or []))
+    return load_config(ReaderTrainConfig, recipe_file(recipe), paths + list(overrides or []))
 
 
-def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS) -> None:
-    """Data (always the default demo spec) and the initial reader (random init from ``seed``)
-    under ``out``; each is skipped when already there, so a resume reuses them."""
-    spec = reader_spec(n_train)
+def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS, recipe: str = "answer") -> None:
+    """Data (the recipe's spec) and the initial reader (random init from ``seed``) under
+    ``out``; each is skipped when already there, so a resume reuses them."""
+    spec = reader_spec(n_train, recipe)
     if not (out / "data" / "train.jsonl").is_file():
         print(f"demo-reader: writing {spec.n_train} training questions to {out / 'data'}", flush=True)
         write_demo_data(spec, out / "data")
     if not (out / "init" / "model.safetensors").is_file():
         build_initial_reader(out / "init", spec, seed=seed)
-def check_reader(model: Path, dev: Path, settings: FiDReaderConfig, device: str = "auto") -> str:
+def check_reader(
+    model: Path, dev: Path, settings: FiDReaderConfig, device: str = "auto", recipe: str = "answer"
+) -> str:
     """The reading check (``gumbel_rerank.demo.reading_check``) of a saved demo reader, as markdown;
     also written next to the model as ``reading_check.json``."""
     from gumbel_rerank.demo.reading_check import (
+        CHAIN_CONTEXTS,
+        CONTEXTS,
         format_reading_check,
         read_demo_records,
         reading_check,
@@ -132,6 +150,7 @@ def check_reader(model: Path, dev: Path, settings: FiDReaderConfig, device: str 
     from gumbel_rerank.reader.fid import FiDReader
 
     reader = FiDReader.from_pretrained(model, config=settings).to(resolve_device(device))
-    result = reading_check(reader, read_demo_records(dev))
+    contexts = CHAIN_CONTEXTS if recipe == "chain" else CONTEXTS
+    result = reading_check(reader, read_demo_records(dev), contexts=contexts)
     write_atomic(model / "reading_check.json", json.dumps(result, indent=1) + "\n")
     return format_reading_check(result)

@@ -30,6 +30,12 @@ from gumbel_rerank.data.answers import exact_match
 from gumbel_rerank.reader.fid import FiDReader
 
 CONTEXTS = ("all", "all_but_bridge", "gold", "answer", "bridge")
+#: The hard contexts of a chain reader's check: the passages that compete for the answer
+#: (the trap, the question entity's other link and the wrong chain it starts) with and without
+#: the bridge; and the 3-passage contexts {bridge, answer, wrong chain} with and without it.
+HARD_ROLES = ("bridge", "answer", "distractor:entity_link", "distractor:linked_attribute", "distractor:entity_trap")
+TRIPLE_ROLES = ("bridge", "answer", "distractor:linked_attribute")
+CHAIN_CONTEXTS = ("hard", "hard_but_bridge", "triple", "triple_but_bridge", *CONTEXTS)
 SUBSETS = ("all", "cued", "uncued")
 
 
@@ -59,6 +65,10 @@ def context_passages(record: dict, context: str) -> list[dict]:
         "gold": lambda role: role in ("bridge", "answer"),
         "answer": lambda role: role == "answer",
         "bridge": lambda role: role == "bridge",
+        "hard": lambda role: role in HARD_ROLES,
+        "hard_but_bridge": lambda role: role in HARD_ROLES and role != "bridge",
+        "triple": lambda role: role in TRIPLE_ROLES,
+        "triple_but_bridge": lambda role: role in TRIPLE_ROLES and role != "bridge",
     }[context]
     return [{"title": c["title"], "text": c["text"]} for c in record["ctxs"] if keep(c["role"])]
 
@@ -77,8 +87,11 @@ def reader_answers(
     return answers
 
 
-def reading_check(reader: FiDReader, records: Sequence[dict], batch_size: int = 64) -> dict[str, dict[str, float]]:
-    """EM per context (:data:`CONTEXTS`) and subset (:data:`SUBSETS`); also ``n`` per subset.
+def reading_check(
+    reader: FiDReader, records: Sequence[dict], batch_size: int = 64, contexts: Sequence[str] = CONTEXTS
+) -> dict[str, dict[str, float]]:
+    """EM per context (``contexts``: :data:`CONTEXTS`, or :data:`CHAIN_CONTEXTS` for a chain
+    reader) and subset (:data:`SUBSETS`); also ``n`` per subset.
 
     Returns ``{context: {subset: em}}`` plus ``{"n": {subset: count}}``.
     """
@@ -87,7 +100,7 @@ def reading_check(reader: FiDReader, records: Sequence[dict], batch_size: int = 
     out: dict[str, dict[str, float]] = {
         "n": {"all": len(records), "cued": sum(cued), "uncued": len(records) - sum(cued)}
     }
-    for context in CONTEXTS:
+    for context in contexts:
         passages = [context_passages(r, context) for r in records]
         answers = reader_answers(reader, questions, passages, batch_size)
         hits = [exact_match(a, r["answers"]) for a, r in zip(answers, records, strict=True)]
@@ -104,7 +117,7 @@ def format_reading_check(result: dict[str, dict[str, float]]) -> str:
     n = result["n"]
     head = "| context | " + " | ".join(f"EM {s} (n={n[s]})" for s in SUBSETS) + " |"
     lines = [head, "|" + "---|" * (len(SUBSETS) + 1)]
-    for context in CONTEXTS:
+    for context in (c for c in result if c != "n"):
         lines.append(f"| {context} | " + " | ".join(f"{result[context][s]:.3f}" for s in SUBSETS) + " |")
     return "\n".join(lines)
 

@@ -25,6 +25,8 @@ class Batch:
         passage_ids: B lists of the passages' ids (None where the file has none).
         passage_scores: (B, n) float, each passage's score field (``data.score_field``, e.g. a
             teacher's scores for KD), NaN where absent or padding.
+        passage_roles: B lists of the passages' ``role`` (None where the file has none).
+        target_sets: B mappings of the records' named targets (their ``targets`` object).
     """
 
     ids: list[str]
@@ -37,6 +39,8 @@ class Batch:
     positions: list[int]
     passage_ids: list[list[str | None]] | None = None
     passage_scores: torch.Tensor | None = None
+    passage_roles: list[list[str | None]] | None = None
+    target_sets: list[dict[str, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.questions)

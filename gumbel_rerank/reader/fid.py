@@ -27,6 +27,17 @@ from gumbel_rerank.reader.legacy_bias import legacy_cross_attention_bias
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
 TOKENIZER_FILES = ("tokenizer.json", "spiece.model", "tokenizer_config.json")
+#: Values of ``FiDReaderConfig.answer_from``.
+ANSWER_FROM = ("all", "last_word")
+
+
+def final_answer(text: str, answer_from: str = "all") -> str:
+    """The answer in a generated ``text``: all of it, or (``"last_word"``) its last
+    whitespace-separated word, "" for an empty text."""
+    if answer_from == "last_word":
+        words = text.split()
+        return words[-1] if words else ""
+    return text
 
 
 @dataclass
@@ -40,6 +51,9 @@ class FiDReaderConfig:
         pad_to_max_length: pad passages to ``text_maxlength`` (FiD) or to the batch's longest.
         legacy_bias: use the checkpoint's legacy cross-attention bias; None = when present.
         dtype: "float32" or "bfloat16" (or "float64" for gradchecks).
+        answer_from: what of the generated text is the answer: "all" of it, or its
+            "last_word" (chain readers trained on targets such as "<intermediate> <answer>",
+            whose final hop is the answer EM and F1 judge).
     """
 
     text_maxlength: int = 200
@@ -48,8 +62,11 @@ class FiDReaderConfig:
     pad_to_max_length: bool = True
     legacy_bias: bool | None = None
     dtype: str = "float32"
+    answer_from: str = "all"
 
     def __post_init__(self) -> None:
+        if self.answer_from not in ANSWER_FROM:
+            raise ValueError(f"reader.answer_from: {self.answer_from!r} is not one of {ANSWER_FROM}")
         if self.dtype not in DTYPES:
             raise ValueError(f"reader.dtype: {self.dtype!r} is not one of {sorted(DTYPES)}")
         if self.text_maxlength < 1 or self.answer_maxlength < 2:
@@ -386,6 +403,8 @@ class FiDReader:
         doc_idx: torch.Tensor | None = None,
         max_new_tokens: int | None = None,
     ) -> list[str]:
-        """Greedy answers (B strings) from the passages in ``doc_idx`` (B, k), or all."""
+        """Greedy answers (B strings) from the passages in ``doc_idx`` (B, k), or all; with
+        ``answer_from="last_word"`` the final word of each generated text (chain readers)."""
         ids = self.generate_ids(states, doc_idx, max_new_tokens)
-        return self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        return [final_answer(text, self.config.answer_from) for text in texts]

@@ -47,6 +47,8 @@ def make_collate(questions: Sequence, n_passages: int | None) -> Callable[[list[
             positions=[position for _, position in items],
             passage_ids=[[p.id for p in q.passages[:n_passages]] for q in chosen],
             passage_scores=scores,
+            passage_roles=[[p.role for p in q.passages[:n_passages]] for q in chosen],
+            target_sets=[dict(q.targets) for q in chosen],
         )
 
     return collate
