@@ -71,6 +71,15 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     raise ConfigError(f"{where}: expected {expected}, got {type(value).__name__} {value!r}")
 
 
+def require_positive(section: object, names: tuple[str, ...], where: str) -> None:
+    """A :class:`ConfigError` naming ``where.<name>`` unless each named field of ``section``
+    (a settings dataclass) is a finite number > 0; None values are skipped (unset options)."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and not 0 < value < float("inf"):
+            raise ConfigError(f"{where}.{name} must be a finite number > 0, got {value}")
+
+
 def _apply_aliases(cls: type, data: dict, where: str) -> dict:
     """Move keys a section renamed (``cls.CONFIG_ALIASES``: old key -> dotted new place) to
     their new place, so configs written before the rename keep working."""

@@ -8,11 +8,10 @@ import math
 
 import pytest
 import torch
-from tiny_world import build_world
+from tiny_world import build_world, reader_reranker_batch
 
 from gumbel_rerank.cli import main
 from gumbel_rerank.config import ConfigError
-from gumbel_rerank.data import load_questions
 from gumbel_rerank.masks import MaskConfig, example_gumbel_noise, relaxed_topk_log_mask
 from gumbel_rerank.objectives.base import StepContext
 from gumbel_rerank.objectives.gumbel import (
@@ -22,9 +21,6 @@ from gumbel_rerank.objectives.gumbel import (
     standardize_scores,
 )
 from gumbel_rerank.objectives.registry import build_objective
-from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
-from gumbel_rerank.rerankers import Reranker
-from gumbel_rerank.training.collate import make_collate
 from gumbel_rerank.training.train_reranker import exploration_metrics
 
 
@@ -35,10 +31,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def parts(world):
-    reader = FiDReader.from_pretrained(world.reader, config=FiDReaderConfig(text_maxlength=24))
-    reranker = Reranker.from_pretrained(world.reranker)
-    batch = make_collate(load_questions(world.train), None)([(i, i) for i in range(4)])
-    return reader, reranker, batch
+    return reader_reranker_batch(world)
 
 
 def test_standardised_scores_make_the_mask_blind_to_shift_and_scale():

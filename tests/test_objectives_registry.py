@@ -9,21 +9,17 @@ import copy
 import pytest
 import torch
 from safetensors.torch import load_file
-from tiny_world import build_world
+from tiny_world import build_world, reader_reranker_batch
 from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from gumbel_rerank.cli import main
 from gumbel_rerank.config import ConfigError, from_dict, load_config, to_dict
-from gumbel_rerank.data import load_questions
 from gumbel_rerank.masks import MaskConfig
 from gumbel_rerank.objectives import registry
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.objectives.gumbel import GumbelSettings
 from gumbel_rerank.objectives.reader_nll import CurriculumStage, ReaderNLLSettings
-from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
-from gumbel_rerank.rerankers import Reranker
 from gumbel_rerank.training import loop
-from gumbel_rerank.training.collate import make_collate
 from gumbel_rerank.training.config import TrainConfig
 
 
@@ -34,10 +30,7 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def parts(world):
-    reader = FiDReader.from_pretrained(world.reader, config=FiDReaderConfig(text_maxlength=24))
-    reranker = Reranker.from_pretrained(world.reranker)
-    batch = make_collate(load_questions(world.train), None)([(i, i) for i in range(4)])
-    return reader, reranker, batch
+    return reader_reranker_batch(world)
 
 
 # -- registry and config ----------------------------------------------------------------------

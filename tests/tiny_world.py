@@ -81,3 +81,17 @@ def build_world(root: Path, n_train: int = 64, n_dev: int = 20, seed: int = 0) -
         reader=root / "reader",
         reranker=root / "reranker",
     )
+
+
+def reader_reranker_batch(world: TinyWorld, n: int = 4):
+    """The world's reader (frozen), its reranker and a batch of its first ``n`` training
+    questions: what objective tests run a loss on."""
+    from gumbel_rerank.data import load_questions
+    from gumbel_rerank.reader.fid import FiDReader, FiDReaderConfig
+    from gumbel_rerank.rerankers import Reranker
+    from gumbel_rerank.training.collate import make_collate
+
+    reader = FiDReader.from_pretrained(world.reader, config=FiDReaderConfig(text_maxlength=24))
+    reranker = Reranker.from_pretrained(world.reranker)
+    batch = make_collate(load_questions(world.train), None)([(i, i) for i in range(n)])
+    return reader, reranker, batch

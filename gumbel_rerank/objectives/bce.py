@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gumbel_rerank.config import ConfigError
+from gumbel_rerank.config import require_positive
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.objectives.registry import ObjectiveSpec, register
 from gumbel_rerank.reader.base import Reader
@@ -31,8 +31,7 @@ class BCESettings:
     pos_weight: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0 < self.pos_weight < float("inf"):
-            raise ConfigError(f"objective.settings.pos_weight must be a finite number > 0, got {self.pos_weight}")
+        require_positive(self, ("pos_weight",), "objective.settings")
 
 
 def bce_loss(scores: torch.Tensor, labels: torch.Tensor, valid: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:

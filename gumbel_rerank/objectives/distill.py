@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gumbel_rerank.config import ConfigError
+from gumbel_rerank.config import ConfigError, require_positive
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.objectives.common import TargetCache, kl_to_student, masked_log_softmax
 from gumbel_rerank.reader.base import Reader
@@ -37,10 +37,7 @@ class DistillSettings:
     chunk_size: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("tau_target", "tau_student"):
-            value = getattr(self, name)
-            if not 0 < value < float("inf"):
-                raise ConfigError(f"objective.settings.{name} must be a finite number > 0, got {value}")
+        require_positive(self, ("tau_target", "tau_student"), "objective.settings")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError("objective.settings.chunk_size must be >= 1")
 

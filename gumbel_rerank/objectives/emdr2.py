@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gumbel_rerank.config import ConfigError
+from gumbel_rerank.config import ConfigError, require_positive
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.objectives.common import (
     TargetCache,
@@ -60,9 +60,7 @@ class EMDR2Settings:
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ConfigError(f"objective.settings.level: {self.level!r} is not one of {LEVELS}")
-        for name in ("tau_student", "tau_vocab"):
-            if not 0 < getattr(self, name) < float("inf"):
-                raise ConfigError(f"objective.settings.{name} must be a finite number > 0")
+        require_positive(self, ("tau_student", "tau_vocab"), "objective.settings")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError("objective.settings.chunk_size must be >= 1")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gumbel_rerank.config import ConfigError
+from gumbel_rerank.config import ConfigError, require_positive
 from gumbel_rerank.masks import (
     MaskConfig,
     example_gumbel_noise,
@@ -63,10 +63,7 @@ class GumbelSettings:
             raise ConfigError("objective.mask_samples must be >= 1")
         if self.score_chunk_size is not None and self.score_chunk_size < 1:
             raise ConfigError("objective.settings.score_chunk_size must be >= 1")
-        for name in ("kappa_end", "tau_end"):
-            value = getattr(self, name)
-            if value is not None and not 0 < value < float("inf"):
-                raise ConfigError(f"objective.settings.{name} must be a finite number > 0, got {value}")
+        require_positive(self, ("kappa_end", "tau_end"), "objective.settings")
         if (self.kappa_end is not None or self.tau_end is not None) and self.anneal_steps < 1:
             raise ConfigError("objective.settings.anneal_steps must be >= 1 with kappa_end or tau_end")
         if self.anneal_steps < 0 or self.entropy_weight < 0:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from gumbel_rerank.config import ConfigError
+from gumbel_rerank.config import ConfigError, require_positive
 from gumbel_rerank.data.trec import iter_trec_run
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.objectives.common import kl_to_student
@@ -52,9 +52,7 @@ class KDSettings:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ConfigError(f"objective.settings.loss: {self.loss!r} is not one of {LOSSES}")
-        for name in ("tau_teacher", "tau_student"):
-            if not 0 < getattr(self, name) < float("inf"):
-                raise ConfigError(f"objective.settings.{name} must be a finite number > 0")
+        require_positive(self, ("tau_teacher", "tau_student"), "objective.settings")
         if self.teacher_run is not None and not Path(self.teacher_run).is_file():
             raise ConfigError(f"objective.settings.teacher_run: {self.teacher_run} is not a file")
 

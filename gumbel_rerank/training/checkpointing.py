@@ -93,3 +93,13 @@ def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:
 def read_trainer_state(path: Path) -> dict:
     """The ``trainer_state.json`` of checkpoint ``path`` (step, examples seen, world size, seed)."""
     return json.loads((path / STATE_FILE).read_text())
+
+
+def publish_directory(source: Path, final: Path) -> None:
+    """Copy ``source`` to ``final`` (a run's user-facing ``model/``) through a temporary
+    sibling, so a crash never leaves a half-copied ``final``."""
+    tmp = final.with_name(f".{final.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)

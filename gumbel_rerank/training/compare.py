@@ -88,9 +88,9 @@ def evaluate_all(cfg: CompareConfig, folders: Mapping[str, Path], out: Path) -> 
     reports = {}
     for label, model in rankers.items():
         directory = out / "eval" / label.replace(" ", "_")
-        saved = directory / "report.json"
-        if saved.is_file() and json.loads(saved.read_text()).get("compare") == settings:
-            reports[label] = json.loads(saved.read_text())
+        saved = json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {}
+        if saved.get("compare") == settings:  # evaluated before with the same settings
+            reports[label] = saved
             continue
         print(f"[compare] evaluating {label} on {count} questions", flush=True)
         # the untrained row starts exactly where every training run started (seeded head)

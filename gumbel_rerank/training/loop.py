@@ -316,14 +316,7 @@ class Trainer:
         return record
 
     def _publish_model(self) -> None:
-        """Copy the latest checkpoint's model to ``<output_dir>/model`` (the user-facing result),
-        through a temporary folder so a crash never leaves a half-copied one."""
+        """Copy the latest checkpoint's model to ``<output_dir>/model`` (the user-facing result)."""
         latest = ckpt.latest_checkpoint(self.ckpt_root)
-        if latest is None:
-            return
-        final = self.out / "model"
-        tmp = self.out / ".model.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(latest / "model", tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        tmp.rename(final)
+        if latest is not None:
+            ckpt.publish_directory(latest / "model", self.out / "model")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,18 +93,9 @@ def run_stages(cfg: TrainConfig, train_one: Callable[[TrainConfig], dict[str, fl
         records.append(record)
         start_from = str(directory / "model")
     _write_records(out, records)
-    _publish(Path(start_from), out / "model")
+    ckpt.publish_directory(Path(start_from), out / "model")
     return last
 
 
 def _write_records(out: Path, records: list[dict]) -> None:
     write_atomic(out / STAGES_FILE, json.dumps(records, indent=2) + "\n")
-
-
-def _publish(model: Path, final: Path) -> None:
-    # the last stage's reranker as the run's result, replaced atomically
-    tmp = final.with_name(".model.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(model, tmp)
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
