@@ -206,3 +206,26 @@ def load_config(cls: type[T], path: str | Path | None, overrides: list[str] | No
 def save_config(config: Any, path: str | Path) -> None:
     """Write ``config`` (a config dataclass) as YAML that :func:`load_config` reads back."""
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def config_differences(old: Any, new: Any, ignore: tuple[str, ...] = ()) -> list[str]:
+    """``["key: old -> new", ...]`` for every dotted key whose value differs between two
+    configs (dataclasses or plain nested dicts), keys in ``ignore`` (dotted) left out. Used to
+    refuse reusing a run folder that was made with other settings."""
+
+    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(value, dict):
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                out.update(flat(item, f"{prefix}{key}."))
+            return out
+        return {prefix[:-1]: value}
+
+    before = flat(old if isinstance(old, dict) else to_dict(old))
+    after = flat(new if isinstance(new, dict) else to_dict(new))
+    keys = sorted(set(before) | set(after))
+    return [
+        f"{key}: {before.get(key, '<absent>')!r} -> {after.get(key, '<absent>')!r}"
+        for key in keys
+        if key not in ignore and before.get(key, "<absent>") != after.get(key, "<absent>")
+    ]

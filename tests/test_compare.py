@@ -77,6 +77,22 @@ def test_an_interrupted_comparison_continues_where_it_stopped(world, tmp_path):
     assert list(json.loads((out / "compare.json").read_text()))[2:] == ["lce", "gumbel"]
 
 
+def test_a_folder_made_with_other_settings_is_refused_not_reused(world, tmp_path, capsys):
+    """Rerunning with another seed or learning rate into the same folder must not print the
+    old runs' numbers as the new setting's (nor continue an old run with new settings)."""
+    cfg, out = config(world, tmp_path / "compare.yaml"), tmp_path / "out"
+    assert main(["compare", "--config", str(cfg), "--out", str(out), "--objectives", "lce"]) == 0
+    table = (out / "compare.json").read_text()
+    capsys.readouterr()
+    for override, key in (("--run.seed=7", "run.seed"), ("--optim.lr=0.5", "optim.lr")):
+        assert main(["compare", "--config", str(cfg), "--out", str(out), "--objectives", "lce", override]) == 1
+        err = capsys.readouterr().err
+        assert "other settings" in err and key in err and str(out / "runs" / "lce") in err
+    assert (out / "compare.json").read_text() == table  # nothing was overwritten
+    # the same settings are reused as before
+    assert main(["compare", "--config", str(cfg), "--out", str(out), "--objectives", "lce"]) == 0
+
+
 def test_repeated_objectives_get_their_own_folders():
     objectives = [ObjectiveConfig(name="gumbel"), ObjectiveConfig(name="pdist"), ObjectiveConfig(name="gumbel")]
     assert run_labels(objectives) == ["gumbel", "pdist", "gumbel-2"]

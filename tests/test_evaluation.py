@@ -276,6 +276,30 @@ def test_end_to_end_em_f1_equal_independent_reader_calls(world):
     assert math.isfinite(in_loop["loss_hard_topk"])
 
 
+@torch.no_grad()
+def test_groups_equal_separate_evaluations_of_their_questions(world):
+    """Each group's sections are what evaluating its questions alone gives (ranking rows,
+    indirect/direct subsets, EM/F1), whatever the batch boundaries; an unknown id is refused."""
+    reader = noisy_reader(world)
+    reranker = Reranker.from_pretrained(world.reranker).eval()
+    questions = list(load_questions(world.dev))
+    odd = [q for i, q in enumerate(questions) if i % 2]  # interleaved: groups cut across batches
+    even = [q for i, q in enumerate(questions) if not i % 2]
+    settings = {"reader": reader, "reranker": reranker, "ks": (1, 2), "em_ks": (1, 2), "progress": False, "max_new_tokens": 3}
+    groups = {"odd": [q.id for q in odd], "even": [q.id for q in even], "none": []}
+    report = evaluate(questions, batch_size=5, groups=groups, **settings)
+    assert set(report["groups"]) == {"odd", "even", "none"}
+    for name, subset in (("odd", odd), ("even", even)):
+        alone = evaluate(subset, batch_size=3, **settings)
+        alone.pop("config")
+        assert report["groups"][name] == alone, name
+    assert report["groups"]["odd"] != report["groups"]["even"]  # the comparison is not vacuous
+    assert report["groups"]["none"]["questions"] == 0
+    json.dumps(report, allow_nan=False)
+    with pytest.raises(ValueError, match="group 'typo'.*not evaluated"):
+        evaluate(questions, groups={"typo": ["no-such-question"]}, **settings)
+
+
 # ------------------------------------------------------------------------- reports
 
 

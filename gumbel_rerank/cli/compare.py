@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="a compare config (a train config plus a compare: section)")
     parser.add_argument("--out", type=Path, help="run folder (demo default: runs/compare; else run.output_dir)")
     parser.add_argument("--objectives", help="comma-separated objective names (default: the config's list)")
-    parser.add_argument("--train-questions", type=positive_int, default=4000, help="demo only: training questions")
+    parser.add_argument("--train-questions", type=positive_int, help="demo only: training questions (default 3000)")
     parser.add_argument("--check-questions", type=positive_int, default=300, help="demo only: reading-check questions")
     return parser
 
@@ -39,9 +39,10 @@ def cli_main(argv: list[str]) -> int:
         if args.config is None:
             from gumbel_rerank.demo.compare import run_demo_compare
 
+            sizes = {"train_questions": args.train_questions} if args.train_questions else {}
             run_demo_compare(
                 args.out or Path("runs/compare"),
-                train_questions=args.train_questions,
+                **sizes,
                 check_questions=args.check_questions,
                 objectives=names,
                 overrides=rest,

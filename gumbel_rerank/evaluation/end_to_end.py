@@ -12,6 +12,8 @@ What is measured (method.md section 4):
   contain an answer, e.g. the answer passage of a two-hop question, whose bridge is indirect.
 * End to end: EM and F1 (:mod:`gumbel_rerank.data.answers`, max over the gold answers) of the
   reader's greedy answer from the reranker's hard top-k and from the retriever's first k.
+* Optionally per named group of questions (``groups``, e.g. the demo's cued and uncued
+  questions): every section above again, over that group's questions only.
 
 Gold passages are those among the evaluated candidates (the first ``n_passages``). Questions
 without any gold passage there are counted (``questions_without_gold``) and excluded from the
@@ -22,7 +24,7 @@ are broken by incoming position (:data:`gumbel_rerank.evaluation.metrics.TIE_BRE
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +55,7 @@ def evaluate(
     n_passages: int | None = None,
     progress: bool = True,
     max_new_tokens: int | None = None,
+    groups: Mapping[str, Collection[str]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the retriever order, a reranker and/or a reader's end-to-end answers.
 
@@ -71,6 +74,9 @@ def evaluate(
         n_passages: candidates per question (the first N); None = all.
         progress: show a tqdm bar over batches (stderr).
         max_new_tokens: generation length; None = the reader's ``answer_maxlength``.
+        groups: ``{group name: question ids}``; each group gets the report's sections again
+            over its questions only (``report["groups"][name]``). An id that no evaluated
+            question has is a ValueError (a typo would otherwise give an empty group).
 
     Returns:
         A JSON-able dict::
@@ -81,6 +87,7 @@ def evaluate(
              "indirect": {"questions": M, "reranker": {...}, "retriever": {...}},
              "direct": {"questions": D, "reranker": {...}, "retriever": {...}},
              "end_to_end": {"reranker": {"EM@1": .., "F1@1": .., ...}, "retriever": {...}},
+             "groups": {name: {"questions": .., "rankings": .., ..., "end_to_end": ..}},
              "config": {...}}
 
         Metric values are fractions in [0, 1]; a ranking row is empty when no question has
@@ -96,9 +103,9 @@ def evaluate(
     _run_batches(questions, setup, tally, batch_size, progress)
     if tally.done == 0:
         raise ValueError("no questions to evaluate")
-    report = _ranking_report(tally, ks)
-    if reader is not None:
-        report["end_to_end"] = _end_to_end_section(tally)
+    report = _sections(tally, ks, reader is not None)
+    if groups:
+        report["groups"] = {name: _sections(tally.subset(ids, name), ks, reader is not None) for name, ids in groups.items()}
     report["config"] = {
         "ks": list(ks),
         "em_ks": list(em_ks),
@@ -129,7 +136,7 @@ class _Tally:
 
     ``orders[name][key]``: ranking ``name``'s candidate positions best first; ``gold``,
     ``indirect`` and ``direct``: relevant positions among the candidates; ``em`` / ``f1s``:
-    ``[name][k]`` one score per question; ``done``: questions seen.
+    ``[name][k]`` one score per question; ``ids``: question ids in order; ``done``: questions seen.
     """
 
     names: list[str]
@@ -139,6 +146,7 @@ class _Tally:
     gold: dict[str, list[int]] = field(default_factory=dict)
     indirect: dict[str, list[int]] = field(default_factory=dict)
     direct: dict[str, list[int]] = field(default_factory=dict)
+    ids: list[str] = field(default_factory=list)
     done: int = 0
 
     @classmethod
@@ -149,6 +157,30 @@ class _Tally:
             orders={name: {} for name in names},
             em={name: {k: [] for k in em_ks} for name in names},
             f1s={name: {k: [] for k in em_ks} for name in names},
+        )
+
+    def subset(self, ids: Collection[str], group: str) -> _Tally:
+        """The tally of the questions whose id is in ``ids`` only (positions renumbered)."""
+        wanted = set(ids)
+        unknown = wanted - set(self.ids)
+        if unknown:
+            raise ValueError(f"group {group!r}: {len(unknown)} question ids not evaluated, e.g. {sorted(unknown)[:3]}")
+        keep = [i for i, qid in enumerate(self.ids) if qid in wanted]
+        keys = {str(old): str(new) for new, old in enumerate(keep)}
+
+        def pick(values: Mapping[str, list[int]]) -> dict[str, list[int]]:
+            return {keys[key]: value for key, value in values.items() if key in keys}
+
+        return _Tally(
+            names=self.names,
+            orders={name: pick(orders) for name, orders in self.orders.items()},
+            em={name: {k: [v[i] for i in keep] for k, v in by_k.items()} for name, by_k in self.em.items()},
+            f1s={name: {k: [v[i] for i in keep] for k, v in by_k.items()} for name, by_k in self.f1s.items()},
+            gold=pick(self.gold),
+            indirect=pick(self.indirect),
+            direct=pick(self.direct),
+            ids=[self.ids[i] for i in keep],
+            done=len(keep),
         )
 
 
@@ -184,6 +216,7 @@ def _evaluate_batch(chunk: list, setup: _Setup, tally: _Tally) -> None:
     counts = [len(p) for p in passages]
     keys = [str(tally.done + row) for row in range(len(chunk))]  # positions: ids may repeat
     tally.done += len(chunk)
+    tally.ids.extend(q.id for q in chunk)
     scores = valid = None
     if setup.reranker is not None:
         scores, valid = setup.reranker.score(texts, passages)  # (B, n), (B, n)
@@ -266,6 +299,14 @@ def _ranking_report(tally: _Tally, ks: Sequence[int]) -> dict[str, Any]:
         "indirect": {"questions": with_indirect, **indirect_rows},
         "direct": {"questions": with_direct, **direct_rows},
     }
+
+
+def _sections(tally: _Tally, ks: Sequence[int], with_reader: bool) -> dict[str, Any]:
+    """The ranking sections and, with a reader, the end-to-end section of ``tally``."""
+    report = _ranking_report(tally, ks)
+    if with_reader:
+        report["end_to_end"] = _end_to_end_section(tally) if tally.done else {}
+    return report
 
 
 def _end_to_end_section(tally: _Tally) -> dict[str, dict[str, float]]:

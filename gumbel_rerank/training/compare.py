@@ -14,10 +14,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from gumbel_rerank.config import config_differences
+from gumbel_rerank.data.questions import Question
 from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.envinfo import resolve_device
 from gumbel_rerank.evaluation import evaluate, write_report
@@ -62,6 +66,7 @@ def train_all(cfg: CompareConfig, out: Path) -> dict[str, Path]:
     for number, (label, objective) in enumerate(zip(labels, cfg.compare.objectives, strict=True), 1):
         folder = out / "runs" / label
         folders[label] = folder
+        check_same_settings(folder, objective_run_config(cfg, objective, folder))
         if stage_finished(folder, cfg.optim.max_steps):
             print(f"[compare {number}/{len(labels)}] {label}: finished earlier, not trained again", flush=True)
             continue
@@ -72,8 +77,43 @@ def train_all(cfg: CompareConfig, out: Path) -> dict[str, Path]:
     return folders
 
 
-def evaluate_all(cfg: CompareConfig, folders: Mapping[str, Path], out: Path) -> dict[str, dict[str, Any]]:
-    """The untrained and every trained reranker on the same questions; label -> report."""
+#: Keys that may change between a run and its continuation without changing what it trains.
+RESUMABLE_KEYS = ("run.resume", "run.device", "run.progress")
+
+
+def check_same_settings(folder: Path, cfg: TrainConfig) -> None:
+    """RuntimeError listing the differences when ``folder`` holds a run started with other
+    settings than ``cfg`` (its ``config.yaml``): reusing or continuing it would put another
+    experiment's numbers in this table. Nothing in the folder is touched."""
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        return
+    old = yaml.safe_load(saved.read_text())
+    differences = config_differences(old, cfg, ignore=RESUMABLE_KEYS)
+    if differences:
+        raise RuntimeError(
+            f"{folder} holds a run made with other settings ({'; '.join(differences[:5])}"
+            f"{'; ...' if len(differences) > 5 else ''}); use another --out or remove that folder"
+        )
+
+
+def model_fingerprint(model: Path) -> str:
+    """Size and mtime of the weights in ``model``: an evaluation saved for other weights (a
+    retrained run in the same folder) is not reused."""
+    stats = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in model.glob("*.safetensors"))
+    return json.dumps(stats)
+
+
+def evaluate_all(
+    cfg: CompareConfig,
+    folders: Mapping[str, Path],
+    out: Path,
+    groups: Callable[[Sequence[Question]], Mapping[str, list[str]]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The untrained and every trained reranker on the same questions; label -> report.
+
+    ``groups`` maps the evaluated questions to ``{group name: question ids}`` for per-group
+    sections (``evaluate(groups=)``), e.g. the demo's cued and uncued questions."""
     device = resolve_device(cfg.run.device)
     reader = load_reader(cfg, device)
     test = cfg.compare.test or cfg.data.dev
@@ -83,11 +123,15 @@ def evaluate_all(cfg: CompareConfig, folders: Mapping[str, Path], out: Path) -> 
     count = min(cfg.compare.test_questions or len(questions), len(questions))
     questions = [questions[i] for i in range(count)]
     k = cfg.eval_k()
+    by_group = dict(groups(questions)) if groups else None
     settings = {"test": str(test), "questions": count, "ks": sorted({*cfg.compare.ks, k}), "k": k}
+    if by_group:
+        settings["groups"] = {name: len(ids) for name, ids in by_group.items()}
     rankers = {UNTRAINED: Path(cfg.reranker.path), **{label: folder / "model" for label, folder in folders.items()}}
     reports = {}
     for label, model in rankers.items():
         directory = out / "eval" / label.replace(" ", "_")
+        settings = {**settings, "model": model_fingerprint(model), "seed": cfg.run.seed}
         saved = json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {}
         if saved.get("compare") == settings:  # evaluated before with the same settings
             reports[label] = saved
@@ -104,9 +148,11 @@ def evaluate_all(cfg: CompareConfig, folders: Mapping[str, Path], out: Path) -> 
             em_ks=(k,),
             n_passages=cfg.data.n_passages,
             max_new_tokens=cfg.reader.settings.answer_maxlength,
+            groups=by_group,
         )
         report["compare"] = settings
-        write_report(report, directory)
+        log = model.parent / "metrics.jsonl"  # a trained run's log: adds its training curves
+        write_report(report, directory, metrics_log=log if label != UNTRAINED and log.is_file() else None)
         reports[label] = report
     return reports
 
