@@ -70,6 +70,19 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
     ``cfg.stages``, stage after stage); returns the last logged metrics."""
     if cfg.stages:
         return run_stages(cfg, run_train)
+    trainer, reader, evaluator = build_trainer(cfg)
+    last = trainer.fit()
+    final = Path(cfg.run.output_dir) / "model"
+    finished = final.is_dir() and not trainer.preempted
+    if cfg.run.final_report and evaluator is not None and finished and is_main_process():
+        write_final_report(cfg, reader, final, evaluator.questions)
+    return last
+
+
+def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluator | None]:
+    """The :class:`Trainer` of one single-stage run of ``cfg`` (reader, reranker, data,
+    objective, dev evaluator), not started; also the reader and the evaluator (None without
+    ``data.dev``). Benchmarks time its steps; :func:`run_train` fits it."""
     if not cfg.data.train:
         raise ConfigError("data.train: a training question file is required")
     device = resolve_device(cfg.run.device)
@@ -105,12 +118,7 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
         device=device,
         step_diagnostics=lambda batch: exploration_metrics(objective, batch),
     )
-    last = trainer.fit()
-    final = Path(cfg.run.output_dir) / "model"
-    finished = final.is_dir() and not trainer.preempted
-    if cfg.run.final_report and evaluator is not None and finished and is_main_process():
-        write_final_report(cfg, reader, final, evaluator.questions)
-    return last
+    return trainer, reader, evaluator
 
 
 @torch.no_grad()
