@@ -297,6 +297,75 @@ def test_rank_sorted_topk_indices_and_types(bert_reranker):
         bert_reranker.rank(question, passages, top_k=0)
 
 
+@pytest.mark.parametrize("kind", ["cross_encoder", "rankt5"])
+def test_predict_equals_score_in_input_order_whatever_the_lengths(bert_tokenizer, t5_tokenizer, kind):
+    """Length-sorted, separately padded batches give each pair the score it gets alone, in
+    the input order (a sorting bug would hand scores to the wrong pairs)."""
+    reranker = make_bert_reranker(bert_tokenizer) if kind == "cross_encoder" else make_t5_reranker(t5_tokenizer)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # larger random weights: the tiny init scores every pair alike
+        for param in reranker.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+    words = ["paris", "is", "the", "largest", "city", "in", "france", "and", "berlin", "is", "the", "capital", "of", "germany"]
+    passages = [" ".join(words[: 1 + (7 * i) % len(words)]) for i in range(11)]  # mixed lengths
+    passages[3] = {"title": "paris", "text": passages[3]}
+    pairs = [(QUESTIONS[i % len(QUESTIONS)], p) for i, p in enumerate(passages)]
+    reranker.train()
+    got = reranker.predict(pairs, batch_size=3)
+    assert reranker.training  # mode restored
+    reranker.eval()
+    with torch.no_grad():
+        alone = [reranker.score([q], [[p]]).scores[0, 0].item() for q, p in pairs]
+    assert got == pytest.approx(alone, abs=1e-5)
+    assert len(set(round(x, 4) for x in got)) > 5  # scores differ: a permutation would show
+    assert reranker.predict([]) == []
+    with pytest.raises(TypeError, match=r"pairs\[1\]"):
+        reranker.predict([pairs[0], "not a pair"])
+    with pytest.raises(ValueError, match="batch_size"):
+        reranker.predict(pairs, batch_size=0)
+
+
+def test_score_inference_equals_score_on_ragged_lists(bert_tokenizer):
+    reranker = make_bert_reranker(bert_tokenizer)
+    gen = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for param in reranker.parameters():
+            param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+    passages = [
+        ["paris is the largest city in france .", "berlin ."],
+        [],
+        [{"title": "x", "text": "the eiffel tower was built in 1889 for the world fair ."}, "a", "b c d"],
+    ]
+    questions = QUESTIONS[:3]
+    reranker.eval()
+    with torch.no_grad():
+        expected = reranker.score(questions, passages, fill_value=-7.0)
+    got = reranker.score_inference(questions, passages, batch_size=2, fill_value=-7.0)
+    assert torch.equal(got.mask, expected.mask)
+    assert torch.allclose(got.scores, expected.scores, atol=1e-5)
+    assert not got.scores.requires_grad
+    with pytest.raises(TypeError, match=r"passages\[0\]"):
+        reranker.score_inference(questions[:1], ["not a list"])
+
+
+def test_bf16_autocast_scores_close_to_float32_with_float32_weights_and_gradients(bert_tokenizer):
+    """``autocast="bf16"``: the same model, run in bfloat16 arithmetic; weights and
+    gradients stay float32, scores come back float32 and agree to bfloat16 precision."""
+    plain = make_bert_reranker(bert_tokenizer, seed=3)
+    fast = make_bert_reranker(bert_tokenizer, seed=3, autocast="bf16")
+    passages = [["paris is the largest city in france .", "berlin is the capital ."], ["the eiffel tower ."]]
+    got, expected = fast.score(QUESTIONS[:2], passages), plain.score(QUESTIONS[:2], passages)
+    assert got.scores.dtype == torch.float32
+    assert not torch.equal(got.scores, expected.scores)  # bfloat16 arithmetic did run
+    assert torch.allclose(got.scores, expected.scores, atol=0.05, rtol=0.05)
+    got.scores.sum().backward()
+    grads = [p.grad for p in fast.parameters() if p.grad is not None]
+    assert grads and all(g.dtype == torch.float32 for g in grads)
+    assert all(p.dtype == torch.float32 for p in fast.parameters())
+    with pytest.raises(ValueError, match="autocast"):
+        RerankerConfig(autocast="fp8")
+
+
 def test_rank_runs_without_gradients(bert_reranker):
     with torch.enable_grad():
         results = bert_reranker.rank(QUESTIONS[0], ["a passage", "another passage"])

@@ -66,8 +66,9 @@ def evaluate(
     Args:
         questions: :class:`gumbel_rerank.data.questions.Question` objects (a list or a QuestionSet).
         reader: FiD reader for EM/F1; None = no ``end_to_end`` section.
-        reranker: a :class:`gumbel_rerank.rerankers.model.Reranker` (anything with ``score``); None =
-            only the retriever rows. Put in eval mode for the call, then restored.
+        reranker: a :class:`gumbel_rerank.rerankers.model.Reranker` (scored with
+            ``score_inference``: length-sorted batches); None = only the retriever rows. Put in
+            eval mode for the call, then restored.
         ks: ranking cut-offs.
         em_ks: passages the reader reads.
         batch_size: questions per forward pass.
@@ -219,7 +220,7 @@ def _evaluate_batch(chunk: list, setup: _Setup, tally: _Tally) -> None:
     tally.ids.extend(q.id for q in chunk)
     scores = valid = None
     if setup.reranker is not None:
-        scores, valid = setup.reranker.score(texts, passages)  # (B, n), (B, n)
+        scores, valid = setup.reranker.score_inference(texts, passages)  # (B, n), (B, n)
         for row, key in enumerate(keys):
             tally.orders["reranker"][key] = rank_order(scores[row, : counts[row]].tolist())
     for row, (key, q) in enumerate(zip(keys, chunk, strict=True)):

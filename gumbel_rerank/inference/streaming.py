@@ -370,11 +370,13 @@ class _Scorer:
             torch.autocast("cuda", dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         )
         with torch.inference_mode(), autocast:
-            # scores: [B, P] logits, P the longest passage list (padding past each length).
-            scores, _mask = self.reranker.score(
+            # scores: [B, P] logits, P the longest passage list (padding past each length);
+            # pairs batched by length, chunk_size per model call (None: the whole batch)
+            pairs = sum(len(it.passages) for it in items)
+            scores, _mask = self.reranker.score_inference(
                 [it.question for it in items],
                 [it.passages for it in items],
-                chunk_size=self.chunk_size,
+                batch_size=self.chunk_size or max(1, pairs),
             )
         rows = scores.float().cpu().tolist()
         chunks = [
