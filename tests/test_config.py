@@ -64,3 +64,38 @@ def test_parse_overrides_nests_and_types():
         "e": [1, 2],
         "f": "",
     }
+
+
+@pytest.mark.parametrize(
+    ("overrides", "deepspeed", "message"),
+    [
+        (["--data.n_passages=2", "--objective.mask.k=3"], None, r"mask.k = 3 exceeds data.n_passages = 2"),
+        (["--data.n_passages=2", "--eval.k=5", "--objective.name=lce"], None, r"eval.k = 5 exceeds data.n_passages = 2"),
+        ([], '{"zero_optimization": {"stage": 4}}', r"run.deepspeed: .*zero_optimization.stage = 4"),
+        ([], "{not json", r"run.deepspeed: .*not valid JSON"),
+    ],
+)
+def test_contradictory_settings_stop_before_any_folder(tmp_path, overrides, deepspeed, message):
+    """Settings that make no sense stop at load time, naming the key; the run's output folder
+    is made later (by the trainer), so nothing exists yet."""
+    extra = [f"--run.output_dir={tmp_path / 'run'}"]
+    if deepspeed is not None:
+        (tmp_path / "ds.json").write_text(deepspeed)
+        extra.append(f"--run.deepspeed={tmp_path / 'ds.json'}")
+    with pytest.raises(ConfigError, match=message):
+        load_config(TrainConfig, None, overrides + extra)
+    assert not (tmp_path / "run").exists()
+    # the same keys with sensible values load
+    load_config(TrainConfig, None, ["--data.n_passages=5", "--objective.mask.k=3", "--objective.name=lce"][:2])
+    assert load_config(TrainConfig, None, ["--data.n_passages=2", "--objective.name=lce"]).data.n_passages == 2
+
+
+def test_shipped_deepspeed_configs_pass_the_stage_check():
+    from pathlib import Path
+
+    from gumbel_rerank.training.config import check_deepspeed_file
+
+    files = sorted((Path(__file__).resolve().parents[1] / "configs" / "deepspeed").glob("*.json"))
+    assert files
+    for path in files:
+        check_deepspeed_file(str(path))

@@ -384,10 +384,10 @@ class FiDReader:
                 encoder_outputs=encoder_outputs,
                 attention_mask=mask,
                 decoder_input_ids=next_input,
-                past_key_values=cache,
+                cache=cache,  # transformers >= 5.24: `past_key_values` is deprecated (removed in 5.40)
                 use_cache=True,
             )
-            cache = out.past_key_values
+            cache = out.cache
             token = out.logits[:, -1].argmax(dim=-1)
             token = torch.where(finished, torch.full_like(token, cfg.pad_token_id), token)
             steps.append(token)

@@ -36,6 +36,7 @@ SETTINGS_FORMAT_VERSION = 1
 __all__ = [
     "SETTINGS_FORMAT_VERSION",
     "SETTINGS_NAME",
+    "WeightsError",
     "load_components",
     "read_settings",
     "save_directory",
@@ -249,7 +250,27 @@ def _resolve_config(
     return config
 
 
+class WeightsError(ValueError):
+    """A reranker directory whose weights cannot be read safely (e.g. a pickle that would run
+    code); the message names the directory and why."""
+
+
 def _load_model(path: Path, hf_config: Any, kind: str, model_kwargs: dict[str, Any]) -> nn.Module:
+    """The HF model of ``path`` (see :func:`_load_hf_model`); a weights file that holds code
+    (a pickle that torch's ``weights_only`` loader refuses) or cannot be unpickled raises
+    :class:`WeightsError` naming the directory, never torch's raw ``UnpicklingError``."""
+    import pickle
+
+    try:
+        return _load_hf_model(path, hf_config, kind, model_kwargs)
+    except pickle.UnpicklingError as err:
+        raise WeightsError(
+            f"{path}: refused to load the weights: the pickle holds more than tensors (torch's "
+            f"weights_only loader never runs code; convert the file to safetensors): {err}"
+        ) from err
+
+
+def _load_hf_model(path: Path, hf_config: Any, kind: str, model_kwargs: dict[str, Any]) -> nn.Module:
     """The HF model of ``path``: seq2seq for RankT5, a sequence classifier for cross-encoders.
 
     A backbone without a classification head gets a fresh one-logit head (with a warning).

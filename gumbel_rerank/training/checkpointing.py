@@ -62,6 +62,27 @@ def restore_rng(state: dict) -> None:
         torch.cuda.set_rng_state(state["cuda"])
 
 
+class CheckpointStateError(RuntimeError):
+    """A checkpoint file that cannot be read safely or completely; the message names it."""
+
+
+def load_tensors(path: Path) -> object:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
+    A file holding anything else (a pickle payload) or a truncated/corrupt one raises
+    :class:`CheckpointStateError` naming the file and why."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointStateError(
+            f"{path}: refused: the file holds more than tensors and plain containers (loading it "
+            f"could run code): {err}"
+        ) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointStateError(f"{path}: cannot be read (truncated or corrupt?): {err}") from err
+
+
 def save_rng(directory: Path, rank: int) -> None:
     """Write rank ``rank``'s RNG states into a checkpoint folder."""
     torch.save(rng_state(), directory / f"rng-rank{rank}.pt")
@@ -72,7 +93,7 @@ def load_rng(directory: Path, rank: int) -> None:
     path = directory / f"rng-rank{rank}.pt"
     if path.is_file():  # resuming on a different number of ranks: fresh RNG for the new ones
         # python's random state is a tuple of ints, which weights_only loading accepts
-        restore_rng(torch.load(path, map_location="cpu", weights_only=True))
+        restore_rng(load_tensors(path))
 
 
 def finalize(tmp: Path, root: Path, step: int, keep_last: int) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from gumbel_rerank.config import ConfigError
@@ -176,13 +177,16 @@ class RunConfig:
     resume: bool = False
     device: str = "auto"  # auto | cpu | cuda
     final_report: bool = True  # full dev evaluation + report/plots into <output_dir>/report
+    # steps in a row whose loss or gradient is NaN/inf (each skipped: no update) before the run
+    # stops with the step, the batch's question ids and the last good checkpoint
+    max_nonfinite_steps: int = 3
 
     def __post_init__(self) -> None:
         if self.wandb not in ("disabled", "offline", "online", "auto"):
             raise ConfigError(f"run.wandb: {self.wandb!r} is not disabled, offline, online or auto")
         if self.keep_last < 1:
             raise ConfigError("run.keep_last must be >= 1")
-        for name in ("save_every", "log_every"):
+        for name in ("save_every", "log_every", "max_nonfinite_steps"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"run.{name} must be >= 1 (run.eval_every=0 disables evaluation)")
         if self.eval_every < 0:
@@ -241,6 +245,40 @@ class TrainConfig:
         if self.eval.k is not None:
             return self.eval.k
         return self.objective.spec.eval_k(self.objective.settings)
+
+    def __post_init__(self) -> None:
+        """Settings that contradict each other stop here, before any folder is made."""
+        n = self.data.n_passages
+        if n is not None and not self.stages:
+            mask = getattr(self.objective.settings, "mask", None)  # objectives that select k
+            k = mask.k if isinstance(mask, MaskConfig) else 0
+            if k > n:
+                raise ConfigError(
+                    f"objective.settings.mask.k = {k} exceeds data.n_passages = {n}: the top-k "
+                    "selection needs at least k candidates"
+                )
+            if self.eval.k is not None and self.eval.k > n:
+                raise ConfigError(f"eval.k = {self.eval.k} exceeds data.n_passages = {n}")
+        if self.run.deepspeed:
+            check_deepspeed_file(self.run.deepspeed)
+
+
+def check_deepspeed_file(path: str) -> None:
+    """ConfigError naming ``run.deepspeed`` when the file is missing, not JSON, or asks for a
+    ZeRO stage DeepSpeed does not have (0-3)."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise ConfigError(f"run.deepspeed: {path}: file not found") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"run.deepspeed: {path}: not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"run.deepspeed: {path}: expected a JSON object")
+    stage = data.get("zero_optimization", {}).get("stage", 0)
+    if isinstance(stage, bool) or stage not in (0, 1, 2, 3):
+        raise ConfigError(f"run.deepspeed: {path}: zero_optimization.stage = {stage!r}; DeepSpeed has stages 0, 1, 2, 3")
 
 
 @dataclass

@@ -18,6 +18,7 @@ import torch
 
 from gumbel_rerank.config import ConfigError
 from gumbel_rerank.objectives.base import Batch, Objective, StepContext
+from gumbel_rerank.training.checkpointing import load_tensors
 from gumbel_rerank.training.config import OptimConfig
 
 #: ``(module, directory)``: writes the trained module as a user-facing directory (HF format).
@@ -146,8 +147,11 @@ class TorchEngine:
         params = [p for p in self.module.parameters() if p.requires_grad]
         norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip or float("inf"))
         self.last_grad_norm = float(norm)
-        self.optimizer.step()
-        self.scheduler.step()
+        if math.isfinite(self.last_grad_norm):
+            self.optimizer.step()
+            self.scheduler.step()
+        # else: a NaN/inf gradient (or loss) would poison the weights and Adam's moments; the
+        # update is skipped and the trainer counts it (run.max_nonfinite_steps)
         self.optimizer.zero_grad(set_to_none=True)
         return True
 
@@ -169,7 +173,7 @@ class TorchEngine:
 
     def load_state(self, directory: Path) -> None:
         """See :meth:`Engine.load_state`."""
-        state = torch.load(directory / "engine.pt", map_location="cpu", weights_only=True)
+        state = load_tensors(directory / "engine.pt")
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -150,6 +150,8 @@ class Trainer:
         self.out = Path(run.output_dir)
         self.ckpt_root = self.out / "checkpoints"
         self._preempted = False
+        self.nonfinite_steps = 0  # optimizer steps skipped for a non-finite loss or gradient
+        self.nonfinite_in_row = 0
 
     @property
     def preempted(self) -> bool:
@@ -297,23 +299,46 @@ class Trainer:
         ctx = StepContext(step=step, seed=self.run.seed, log=want_log)
         lr_used = engine.lr()  # the scheduler steps inside engine.step()
         losses, step_metrics = [], []
+        ids: list[str] = []
         for micro in range(self.optim.grad_accum):
             batch = self.collate(sampler.micro_batch_items(step, rank, micro))
+            ids += batch.ids
             loss, metrics = engine.loss(batch, ctx)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"step {step}: loss is {loss.item()} (batch ids {batch.ids[:4]})")
+            # a non-finite loss is still back-propagated: its gradient is non-finite too, and the
+            # engine then skips the whole update (no weight, moment or schedule change)
             engine.backward(loss)
             engine.step()
             losses.append(float(loss.detach()))
             if want_log and self.step_diagnostics is not None:
                 metrics = {**metrics, **self.step_diagnostics(batch)}
             step_metrics.append(metrics)
+        self._check_finite(engine, step, losses, ids)
         record = {"loss": sum(losses) / len(losses), "lr": lr_used, "grad_norm": engine.last_grad_norm}
+        record["nonfinite_steps"] = float(self.nonfinite_steps)
         for key in step_metrics[0]:
             # NaN = "nothing to measure in this micro-batch": left out of the mean
             values = [m[key] for m in step_metrics if not math.isnan(m[key])]
             record[key] = sum(values) / len(values) if values else math.nan
         return record
+
+    def _check_finite(self, engine: Engine, step: int, losses: list[float], ids: list[str]) -> None:
+        """Count a step whose loss or gradient was not finite (the engine skipped its update);
+        after ``run.max_nonfinite_steps`` such steps in a row, stop naming the step, the batch's
+        question ids and the last good checkpoint. Under DeepSpeed the first one stops the run:
+        its engine has already applied the update."""
+        if all(math.isfinite(x) for x in losses) and math.isfinite(engine.last_grad_norm):
+            self.nonfinite_in_row = 0
+            return
+        self.nonfinite_steps += 1
+        self.nonfinite_in_row += 1
+        if self.nonfinite_in_row >= self.run.max_nonfinite_steps or self.run.deepspeed:
+            latest = ckpt.latest_checkpoint(self.ckpt_root) if self.ckpt_root.is_dir() else None
+            raise FloatingPointError(
+                f"step {step + 1}: {self.nonfinite_in_row} step(s) in a row with a non-finite loss or "
+                f"gradient (losses {losses}, gradient norm {engine.last_grad_norm}); question ids of "
+                f"this step's batch: {ids[:16]}; last good checkpoint: {latest or 'none yet'}"
+            )
+        print(f"step {step + 1}: non-finite loss or gradient, update skipped (ids {ids[:4]})", flush=True)
 
     def _publish_model(self) -> None:
         """Copy the latest checkpoint's model to ``<output_dir>/model`` (the user-facing result)."""
