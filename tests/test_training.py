@@ -120,8 +120,10 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(world, tmp_path, e
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-def test_sigusr1_saves_and_the_same_command_resumes_exactly(world, tmp_path):
-    """What run.slurm relies on: SIGUSR1 -> checkpoint at the next step -> exit 0; --resume
+@pytest.mark.parametrize("signame", ["SIGUSR1", "SIGTERM"])
+def test_preemption_signal_saves_and_the_same_command_resumes_exactly(world, tmp_path, signame):
+    """What run.slurm relies on: SIGUSR1 (asked ahead of the time limit) or SIGTERM (scancel,
+    or the limit without a requested signal) -> checkpoint at the next step -> exit 0; --resume
     finishes with the weights of an uninterrupted run."""
     steps = {"optim.max_steps": 150, "run.save_every": 1000, "run.log_every": 1}
     reference = tmp_path / "reference"
@@ -135,7 +137,7 @@ def test_sigusr1_saves_and_the_same_command_resumes_exactly(world, tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if log.is_file() and len(log.read_text().splitlines()) >= 3:
-            proc.send_signal(signal.SIGUSR1)
+            proc.send_signal(getattr(signal, signame))
             break
         time.sleep(0.05)
     output, _ = proc.communicate(timeout=120)

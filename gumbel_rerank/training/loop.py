@@ -159,14 +159,27 @@ class Trainer:
         return self._preempted
 
     # -- set-up -----------------------------------------------------------------------------
-    def _install_signal_handler(self) -> None:
-        # SLURM sends SIGUSR1 ahead of the time limit (run.slurm: --signal); save and stop.
+    #: Signals that mean "save and stop": SIGUSR1 (run.slurm asks SLURM for it ahead of the time
+    #: limit) and SIGTERM (what SLURM sends on scancel, and at the limit when no signal was asked).
+    PREEMPTION_SIGNALS = ("SIGUSR1", "SIGTERM")
+
+    def _install_signal_handler(self) -> dict[int, Any]:
+        """Make the pre-emption signals set a flag the step loop acts on; returns the previous
+        handlers, which :meth:`fit` restores when it returns (so a signal after training,
+        e.g. during the final report, keeps its usual effect)."""
+
         def handler(signum: int, frame: object) -> None:
             self._preempted = True
 
-        # not the main thread, or no SIGUSR1 (Windows): run without pre-emption handling
-        with contextlib.suppress(ValueError, AttributeError):
-            signal.signal(signal.SIGUSR1, handler)
+        previous: dict[int, Any] = {}
+        for name in self.PREEMPTION_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is None:  # not on this platform (Windows has no SIGUSR1)
+                continue
+            # not the main thread: run without pre-emption handling
+            with contextlib.suppress(ValueError):
+                previous[number] = signal.signal(number, handler)
+        return previous
 
     def _write_run_folder(self, info: distributed.DistInfo, start: int) -> None:
         if not info.is_main:
@@ -243,7 +256,15 @@ class Trainer:
         info = distributed.setup(self.device, need_group=bool(self.run.deepspeed))
         random.seed(self.run.seed)
         torch.manual_seed(self.run.seed)
-        self._install_signal_handler()
+        previous_handlers = self._install_signal_handler()
+        try:
+            return self._fit(info)
+        finally:
+            for number, previous in previous_handlers.items():
+                signal.signal(number, previous)
+
+    def _fit(self, info: distributed.DistInfo) -> dict[str, float]:
+        """:meth:`fit` with the pre-emption handlers installed."""
         self.module.to(self.device)
         engine = self._build_engine(info)
         start = self._resume(engine, info)
