@@ -85,3 +85,15 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError("device='cuda' was asked for but torch sees no CUDA GPU; use 'cpu'")
     local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
     return torch.device(f"cuda:{int(local)}")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with
+    AVX-512 BF16 or AMX tiles (torch's own CPU feature probes; False where torch lacks them)."""
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)

@@ -24,6 +24,7 @@ from transformers import (
 )
 
 import gumbel_rerank.rerankers.storage as rr_storage
+from gumbel_rerank.envinfo import native_bf16
 from gumbel_rerank.rerankers.model import (
     SETTINGS_NAME,
     RankResult,
@@ -364,6 +365,10 @@ def test_bf16_autocast_scores_close_to_float32_with_float32_weights_and_gradient
     assert all(p.dtype == torch.float32 for p in fast.parameters())
     with pytest.raises(ValueError, match="autocast"):
         RerankerConfig(autocast="fp8")
+    # "auto" is bf16 exactly where the CPU computes it natively, float32 elsewhere
+    auto = make_bert_reranker(bert_tokenizer, seed=3, autocast="auto").score(QUESTIONS[:2], passages)
+    same_as = got if native_bf16(torch.device("cpu")) else expected
+    assert torch.equal(auto.scores.detach(), same_as.scores.detach())
 
 
 def test_rank_runs_without_gradients(bert_reranker):

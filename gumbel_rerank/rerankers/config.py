@@ -45,7 +45,7 @@ def _template_fields(template: str, what: str) -> set[str]:
 
 
 #: RerankerConfig.autocast values.
-AUTOCAST = (None, "bf16")
+AUTOCAST = (None, "bf16", "auto")
 
 
 @dataclass
@@ -72,8 +72,11 @@ class RerankerConfig:
         autocast: ``"bf16"`` runs the model under ``torch.autocast`` in bfloat16 on its device
             (CUDA, or a CPU with AVX-512 BF16 / AMX: 2.9x faster forward+backward for
             MiniLM-L6 on this project's CI CPU); weights, gradients and the returned scores stay
-            float32. None (default) runs in the weights' dtype. Scores then differ from float32
-            by bfloat16 rounding (about 3 significant digits), so rankings of near-ties can differ.
+            float32. ``"auto"``: bf16 where the device computes it natively (a CUDA GPU with
+            bf16, a CPU with AVX-512 BF16 or AMX), else off: bf16 emulated on older CPUs is
+            slower than float32. None (default) runs in the weights' dtype. Scores differ from
+            float32 by bfloat16 rounding (about 3 significant digits), so rankings of near-ties
+            can differ.
     """
 
     kind: str = "cross_encoder"

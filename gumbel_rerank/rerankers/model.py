@@ -39,6 +39,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from gumbel_rerank.envinfo import native_bf16
 from gumbel_rerank.rerankers.config import (
     DEFAULT_RANKT5_TOKEN,
     RerankerConfig,
@@ -415,7 +416,8 @@ class Reranker(nn.Module):
             return next(self.hf_model.parameters()).flatten()[:0].float() * 0.0
         step = n if chunk_size is None else chunk_size
         parts = []
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.config.autocast == "bf16")
+        bf16 = self.config.autocast == "bf16" or (self.config.autocast == "auto" and native_bf16(device))
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
         with autocast:
             for start in range(0, n, step):
                 sl = slice(start, start + step)
