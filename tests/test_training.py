@@ -236,3 +236,14 @@ def test_partial_reranker_settings_override_keeps_the_saved_ones(world, tmp_path
     assert main(["train", *args]) == 0
     saved = json.loads((out / "model" / "gumbel_rerank.json").read_text())
     assert saved["template"] == "{text}" and saved["max_length"] == 40
+
+
+def test_train_on_a_folder_another_live_run_holds_exits_1_naming_it(world, tmp_path, capsys):
+    import socket
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert main(["train", *world.overrides(out, **{"optim.max_steps": 2})]) == 1
+    err = capsys.readouterr().err
+    assert f"pid {os.getpid()} on host {socket.gethostname()}" in err and str(out) in err

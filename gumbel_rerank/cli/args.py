@@ -57,10 +57,14 @@ def run_config_job(prog: str, description: str, argv: list[str], load_and_run: C
     args, rest = parser.parse_known_args(argv)
     check_overrides(parser, rest)
     from gumbel_rerank.config import ConfigError
+    from gumbel_rerank.training.checkpointing import CheckpointStateError, RunFolderBusy
 
     try:
         load_and_run(args.config, rest + (["--run.resume=true"] if args.resume else []))
     except ConfigError as err:
         print(f"gumbel-rerank: config error: {err}", file=sys.stderr)
         return 2
+    except (RunFolderBusy, CheckpointStateError) as err:  # the message says what and where
+        print(f"gumbel-rerank: {err}", file=sys.stderr)
+        return 1
     return 0

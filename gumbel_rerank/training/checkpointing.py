@@ -124,3 +124,98 @@ def publish_directory(source: Path, final: Path) -> None:
     shutil.copytree(source, tmp)
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
+
+
+LOCK = ".lock"
+
+
+class RunFolderBusy(RuntimeError):
+    """Another live run holds the run folder's lock; the message names its pid and host."""
+
+
+def acquire_lock(out: Path) -> Path:
+    """Create ``out/.lock`` holding this process's pid and host, atomically (O_EXCL).
+
+    A lock left by a run that died on this host (its pid no longer exists) is taken over; a
+    live one, or one from another host (whose pid cannot be checked from here), raises
+    :class:`RunFolderBusy` naming the pid and host. Returns the lock's path (release it with
+    :func:`release_lock`)."""
+    import socket
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / LOCK
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                holder = {}
+            if holder.get("host") == me["host"] and not _pid_alive(int(holder.get("pid", -1))):
+                path.unlink(missing_ok=True)  # its run died without releasing it: take over
+                continue
+            raise RunFolderBusy(
+                f"{out} is in use by pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+                f"(lock file {path}); wait for that run, or remove the lock if it is gone"
+            ) from None
+        with os.fdopen(fd, "w") as handle:
+            json.dump(me, handle)
+        return path
+    raise RunFolderBusy(f"{path}: could not take the lock")
+
+
+def release_lock(path: Path) -> None:
+    """Remove a lock this process holds (a lock another process took over is left alone)."""
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, json.JSONDecodeError):
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def resume_candidates(root: Path) -> tuple[list[Path], list[str]]:
+    """Checkpoints to resume from, best first, and what is wrong with the folder.
+
+    First the one ``latest`` names, if it is complete; then every other complete ``step-*``
+    folder not newer than it, newest first (``latest`` is the commit point of a save, so a
+    folder newer than it is the leftover of an interrupted save). Without a usable ``latest``
+    pointer, every complete folder, newest first. The notes say what was found wrong (a
+    pointer to a missing or incomplete folder, leftovers), for the run to print."""
+    notes: list[str] = []
+    complete = sorted((p for p in root.glob("step-*") if (p / STATE_FILE).is_file()), reverse=True)
+    pointer = root / LATEST
+    named = root / pointer.read_text().strip() if pointer.is_file() else None
+    if named is not None and named not in complete:
+        notes.append(f"{pointer} names {named.name}, which is missing or incomplete")
+        named = None
+    if named is not None:
+        newer = [p for p in complete if p.name > named.name]
+        notes += [f"{p.name} is newer than {pointer} (an interrupted save)" for p in newer]
+        complete = [named] + [p for p in complete if p.name < named.name]
+    return complete, notes
+
+
+def remove_leftovers(root: Path, keep: Path) -> list[str]:
+    """Delete ``.tmp-step-*`` folders (saves that never finished) and ``step-*`` folders newer
+    than ``keep`` (the checkpoint a resume starts from, whose steps will be redone); returns
+    the names removed. Only called by the run that holds the folder's lock."""
+    removed = []
+    for path in sorted(root.glob(".tmp-step-*")) + sorted(p for p in root.glob("step-*") if p.name > keep.name):
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path.name)
+    return removed

@@ -226,28 +226,48 @@ class Trainer:
         distributed.barrier()
 
     def _resume(self, engine: Engine, info: distributed.DistInfo) -> int:
-        latest = ckpt.latest_checkpoint(self.ckpt_root)
-        if latest is None:
+        candidates, notes = ckpt.resume_candidates(self.ckpt_root)
+        if not candidates and not notes:
             return 0
         if not self.run.resume:
             raise FileExistsError(
-                f"{self.out} already holds checkpoints (latest {latest.name}); pass --resume to "
-                "continue that run, or set run.output_dir to a new folder"
+                f"{self.out} already holds checkpoints ({', '.join(p.name for p in candidates[:1]) or 'incomplete'});"
+                " pass --resume to continue that run, or set run.output_dir to a new folder"
             )
-        state = ckpt.read_trainer_state(latest)
+        for note in notes:
+            print(f"resume: {note}", flush=True)
+        for path in candidates:
+            try:
+                return self._resume_from(path, engine, info)
+            except (ckpt.CheckpointStateError, FileNotFoundError, KeyError, json.JSONDecodeError, RuntimeError) as err:
+                # (another run's seed or batch size is a ValueError and propagates: no older
+                # checkpoint fixes that)
+                print(f"resume: {path.name} cannot be loaded ({err}); trying the previous checkpoint", flush=True)
+        raise ckpt.CheckpointStateError(
+            f"{self.ckpt_root}: no checkpoint can be resumed from ({'; '.join(notes) or 'all failed to load'}); "
+            "nothing was started from scratch"
+        )
+
+    def _resume_from(self, path: Path, engine: Engine, info: distributed.DistInfo) -> int:
+        """Load checkpoint ``path`` into ``engine`` and this rank's RNG; returns its step."""
+        state = ckpt.read_trainer_state(path)
         per_step = self.optim.micro_batch_size * info.world_size * self.optim.grad_accum
         saved_per_step = state["examples_seen"] // max(1, state["step"])
         if state["seed"] != self.run.seed or saved_per_step != per_step:
             raise ValueError(
-                f"{latest}: saved with run.seed={state['seed']} and {saved_per_step} examples per "
+                f"{path}: saved with run.seed={state['seed']} and {saved_per_step} examples per "
                 f"step; this run has run.seed={self.run.seed} and {per_step} (micro_batch_size x "
                 "processes x grad_accum). Data order and Gumbel noise would not continue the "
                 "run: keep both, or start a new run.output_dir"
             )
-        engine.load_state(latest / "state")
-        ckpt.load_rng(latest, info.rank)
+        if not (path / "state").is_dir():
+            raise FileNotFoundError(f"{path / 'state'} is missing (optimizer and weights)")
+        engine.load_state(path / "state")
+        ckpt.load_rng(path, info.rank)
         if info.is_main:
-            print(f"resumed from {latest} (step {state['step']})", flush=True)
+            for name in ckpt.remove_leftovers(self.ckpt_root, path):
+                print(f"resume: removed {name} (an unfinished or superseded save)", flush=True)
+            print(f"resumed from {path} (step {state['step']})", flush=True)
         return int(state["step"])
 
     # -- the loop ---------------------------------------------------------------------------
@@ -256,12 +276,16 @@ class Trainer:
         info = distributed.setup(self.device, need_group=bool(self.run.deepspeed))
         random.seed(self.run.seed)
         torch.manual_seed(self.run.seed)
+        # one run per folder: a second one would interleave checkpoints and logs
+        lock = ckpt.acquire_lock(self.out) if info.is_main else None
         previous_handlers = self._install_signal_handler()
         try:
             return self._fit(info)
         finally:
             for number, previous in previous_handlers.items():
                 signal.signal(number, previous)
+            if lock is not None:
+                ckpt.release_lock(lock)
 
     def _fit(self, info: distributed.DistInfo) -> dict[str, float]:
         """:meth:`fit` with the pre-emption handlers installed."""
