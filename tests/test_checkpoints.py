@@ -264,3 +264,14 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path, plain_model):
     write_fid_checkpoint(tmp_path / "fid", plain_model, None, sparse_302_config(plain_model))
     with pytest.raises(CheckpointError, match="no tokenizer files"):
         FiDReader.from_pretrained(tmp_path / "fid")
+
+
+def test_a_tokenizer_larger_than_the_readers_vocabulary_is_refused_at_load(tok_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(str(tok_dir)))
+    tiny_t5(vocab - 5, seed=0).save_pretrained(tmp_path / "small")  # another model's table
+    with pytest.raises(CheckpointError, match=f"tokenizer has {vocab} tokens but the reader .* embeds only {vocab - 5}"):
+        FiDReader.from_pretrained(tmp_path / "small", tokenizer=tok_dir)
+    tiny_t5(vocab, seed=0).save_pretrained(tmp_path / "same")
+    FiDReader.from_pretrained(tmp_path / "same", tokenizer=tok_dir)  # a matching pair loads

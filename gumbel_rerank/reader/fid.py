@@ -135,6 +135,13 @@ class FiDReader:
                 "readers ship none, pass the t5-base tokenizer folder with --reader-tokenizer"
             )
         tok = AutoTokenizer.from_pretrained(str(tok_dir))
+        if len(tok) > model.config.vocab_size:
+            # ids past the embedding table would index out of range mid-run (or, on a GPU,
+            # fail with an opaque device-side assert): a tokenizer of another model
+            raise CheckpointError(
+                f"{tok_dir}: the tokenizer has {len(tok)} tokens but the reader {path} embeds only "
+                f"{model.config.vocab_size} (reader.path / reader tokenizer of different models)"
+            )
         if trainable:
             model.requires_grad_(True)
         return cls(model, tok, config, legacy_bias_weight=bias, load_report=report, trainable=trainable)
