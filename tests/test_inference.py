@@ -478,3 +478,35 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == ref.read_bytes()
     assert not partial.exists()
+
+
+def test_a_full_disk_names_the_file_keeps_what_was_recorded_and_the_rerun_resumes(tmp_path, reranker_dir):
+    """A write error mid-run (a file-size limit, RLIMIT_FSIZE, standing in for a full disk):
+    the error names the file, the records recorded before it are kept, and the same command
+    resumes once space is back, to the output of an uninterrupted run."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    src = write_jsonl(tmp_path / "in.jsonl", make_records(300))
+    ref = tmp_path / "ref.jsonl"
+    rerank(src, ref, reranker_dir, batch_size=4, progress=False)
+    out = tmp_path / "out.jsonl"
+    cmd = [sys.executable, "-m", "gumbel_rerank", "rerank", "--input", str(src), "--output", str(out),
+           "--reranker", str(reranker_dir), "--batch-size", "4", "--device", "cpu", "--no-progress"]
+    limit = ref.stat().st_size // 3
+
+    def small_disk() -> None:  # in the child: writes past `limit` bytes fail with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    failed = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
+    assert failed.returncode == 1, failed.stderr
+    partial = tmp_path / "out.jsonl.partial"
+    assert f"while writing {partial}" in failed.stderr and "run the same command to resume" in failed.stderr
+    assert not out.exists() and 0 < partial.stat().st_size <= limit
+    assert ref.read_bytes().startswith(partial.read_bytes())  # only whole, recorded batches kept
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == ref.read_bytes()

@@ -74,6 +74,9 @@ def cli_main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as err:  # a full disk or a write error: the message names the file
+        print(f"{parser.prog}: error: {err}", file=sys.stderr)
+        return 1
     resumed = f" ({report.resumed} done earlier)" if report.resumed else ""
     print(
         f"reranked {report.records} questions{resumed}, {report.passages} passages scored in "

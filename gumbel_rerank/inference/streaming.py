@@ -455,6 +455,17 @@ class _Stream:
                     raise DataError(f"{in_display}: no records")
                 out.flush()
                 os.fsync(out.fileno())
+        except OSError as err:
+            self.job.discard_unrecorded()
+            if err.filename is not None:
+                raise
+            # a full disk or a file-size limit: say where, and that nothing recorded is lost
+            raise OSError(
+                err.errno,
+                f"{err.strerror} while writing {self.job.partial}; the {self.done} records "
+                "recorded so far are kept: free space and run the same command to resume",
+                str(self.job.partial),
+            ) from err
         except BaseException:
             self.job.discard_unrecorded()
             raise
