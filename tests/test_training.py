@@ -247,3 +247,33 @@ def test_train_on_a_folder_another_live_run_holds_exits_1_naming_it(world, tmp_p
     assert main(["train", *world.overrides(out, **{"optim.max_steps": 2})]) == 1
     err = capsys.readouterr().err
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in err and str(out) in err
+
+
+def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_resumes(world, tmp_path):
+    """A write error while saving a checkpoint (RLIMIT_FSIZE standing in for a full disk):
+    the run stops naming the unfinished folder and the intact previous checkpoint, leaves no
+    partial folder, and `--resume` once space is back ends with an uninterrupted run's weights."""
+    import resource
+
+    steps = {"optim.max_steps": 6, "run.save_every": 3}
+    first_half = {**steps, "optim.max_steps": 3}  # (the schedule follows max_steps: both runs do the same)
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    for folder in (reference, out):
+        assert main(["train", *world.overrides(folder, **first_half)]) == 0
+    assert main(["train", *world.overrides(reference, **steps), "--resume"]) == 0
+    limit = (out / "checkpoints" / "step-0000003" / "state" / "engine.pt").stat().st_size // 2
+
+    def small_disk() -> None:  # in the child: writes past `limit` bytes fail
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = [sys.executable, "-m", "gumbel_rerank", "train", *world.overrides(out, **steps), "--resume"]
+    failed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=small_disk)
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    assert "saving the step 6 checkpoint into" in failed.stderr and ".tmp-step-0000006" in failed.stderr
+    assert "step-0000003 is intact" in failed.stderr
+    checkpoints = out / "checkpoints"
+    assert not list(checkpoints.glob(".tmp-*")) and (checkpoints / "latest").read_text() == "step-0000003"
+    assert main(["train", *world.overrides(out, **steps), "--resume"]) == 0
+    a, b = model_weights(reference / "model"), model_weights(out / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)

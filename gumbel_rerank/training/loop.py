@@ -205,7 +205,23 @@ class Trainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, engine: Engine, info: distributed.DistInfo, step: int) -> None:
+        """Write step ``step``'s checkpoint; a failed write (a full disk) removes the partial
+        folder and raises :class:`~gumbel_rerank.training.checkpointing.CheckpointStateError`
+        naming it and the previous checkpoint, which stays intact (``latest`` moves only after
+        a complete write)."""
         tmp = self.ckpt_root / f".tmp-{ckpt.checkpoint_name(step)}"
+        try:
+            self._write_checkpoint(engine, info, step, tmp)
+        except (OSError, RuntimeError) as err:  # torch.save reports write failures as RuntimeError
+            if info.is_main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            previous = ckpt.latest_checkpoint(self.ckpt_root) if (self.ckpt_root / ckpt.LATEST).is_file() else None
+            raise ckpt.CheckpointStateError(
+                f"saving the step {step} checkpoint into {tmp} failed ({err}); the previous checkpoint "
+                f"{previous or '(none yet)'} is intact: free space and run the same command with --resume"
+            ) from err
+
+    def _write_checkpoint(self, engine: Engine, info: distributed.DistInfo, step: int, tmp: Path) -> None:
         if info.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
