@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from _results import publish
 
 from gumbel_rerank.envinfo import package_version
 
@@ -110,10 +111,7 @@ def main() -> None:
         f"- `reranker.settings.autocast: bf16` / sentence-transformers float32 = **{bf16_rate / st_rate:.2f}x** "
         f"(bfloat16 arithmetic; Pearson correlation of its scores with float32's: {agreement:.4f}).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        Path(args.results).write_text(text)
+    publish(lines, args.results)
 
 
 if __name__ == "__main__":

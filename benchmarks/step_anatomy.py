@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _results import publish
 
 RESULTS = Path(__file__).resolve().parent / "results" / "step_anatomy.md"
 
@@ -193,10 +194,7 @@ def main() -> None:
         f"- naive step / (a)+(b)+(c) = {naive / (a + b + c):.2f}x; G-Rerank trainer step / LCE step = "
         f"{full / lce:.2f}x (the price of end-to-end training over supervised LCE on this batch).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.results:
-        Path(args.results).write_text(text)
+    publish(lines, args.results)
 
 
 if __name__ == "__main__":

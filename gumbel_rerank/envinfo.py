@@ -3,6 +3,7 @@ place a device name becomes a torch device."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -87,10 +88,12 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(f"cuda:{int(local)}")
 
 
+@functools.cache  # asked on every reranker forward; hardware does not change
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU with
     AVX-512 BF16 or AMX tiles (torch's own CPU feature probes; False where torch lacks them)."""
     import torch
+
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":

@@ -300,32 +300,33 @@ class Reranker(nn.Module):
         return self._token_id
 
     # ------------------------------------------------------------------ tokenisation
-    def _encode(self, questions: Sequence[str], passage_texts: Sequence[str]) -> dict[str, Tensor]:
-        """Tokenise flat, aligned (question, formatted passage) lists -> (P, L) tensors."""
+    def _tokenizer_call(self, questions: Sequence[str], passage_texts: Sequence[str], **padding: Any) -> Any:
+        """The tokenizer on flat, aligned (question, formatted passage) lists, truncated to
+        ``max_length`` as this reranker's kind does it; ``padding`` goes to the tokenizer."""
         if self.kind == "cross_encoder":
-            enc = self.tokenizer(
+            return self.tokenizer(
                 list(questions),
                 list(passage_texts),
-                padding=True,
                 truncation="longest_first",
                 max_length=self.config.max_length,
-                return_tensors="pt",
+                **padding,
             )
-            keep = ("input_ids", "attention_mask", "token_type_ids")
-        else:
-            texts = [
-                self.config.rankt5_query_template.format(question=q, passage=p)
-                for q, p in zip(questions, passage_texts, strict=True)
-            ]
-            enc = self.tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=self.config.max_length,
-                return_tensors="pt",
-            )
-            keep = ("input_ids", "attention_mask")
-        return {k: enc[k] for k in keep if k in enc}
+        texts = [
+            self.config.rankt5_query_template.format(question=q, passage=p)
+            for q, p in zip(questions, passage_texts, strict=True)
+        ]
+        return self.tokenizer(texts, truncation=True, max_length=self.config.max_length, **padding)
+
+    def _encode(self, questions: Sequence[str], passage_texts: Sequence[str]) -> dict[str, Tensor]:
+        """Tokenise flat, aligned (question, formatted passage) lists -> (P, L) tensors."""
+        enc = self._tokenizer_call(questions, passage_texts, padding=True, return_tensors="pt")
+        return {k: enc[k] for k in self._feature_keys() if k in enc}
+
+    def _feature_keys(self) -> tuple[str, ...]:
+        """The tokenizer outputs the model takes (RankT5 has no token types)."""
+        if self.kind == "cross_encoder":
+            return ("input_ids", "attention_mask", "token_type_ids")
+        return ("input_ids", "attention_mask")
 
     def tokenize(
         self, questions: Sequence[str], passages: Sequence[Sequence[str | Mapping[str, Any]]]
@@ -529,7 +530,7 @@ class Reranker(nn.Module):
                 for start in range(0, len(order), batch_size):
                     rows = order[start : start + batch_size]
                     batch = self.tokenizer.pad([encoded[i] for i in rows], return_tensors="pt")
-                    features = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+                    features = {k: batch[k] for k in self._feature_keys() if k in batch}
                     for i, value in zip(rows, self.forward(**features).tolist(), strict=True):
                         scores[i] = value
         finally:
@@ -554,17 +555,8 @@ class Reranker(nn.Module):
 
     def _encode_unpadded(self, questions: Sequence[str], passage_texts: Sequence[str]) -> list[dict[str, list[int]]]:
         """Per pair, the token features of :meth:`_encode` without padding (same truncation)."""
-        if self.kind == "cross_encoder":
-            enc = self.tokenizer(
-                list(questions), list(passage_texts), truncation="longest_first", max_length=self.config.max_length
-            )
-        else:
-            texts = [
-                self.config.rankt5_query_template.format(question=q, passage=p)
-                for q, p in zip(questions, passage_texts, strict=True)
-            ]
-            enc = self.tokenizer(texts, truncation=True, max_length=self.config.max_length)
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
+        enc = self._tokenizer_call(questions, passage_texts)
+        keys = [k for k in self._feature_keys() if k in enc]
         return [{k: enc[k][i] for k in keys} for i in range(len(enc["input_ids"]))]
 
     # ------------------------------------------------------------------ training helpers

@@ -210,6 +210,13 @@ def resume_candidates(root: Path) -> tuple[list[Path], list[str]]:
     return complete, notes
 
 
+def last_good_checkpoint(root: Path) -> Path | None:
+    """The checkpoint a resume would start from (:func:`resume_candidates`' first), or None;
+    never raises, so error messages can name it whatever state the folder is in."""
+    candidates, _ = resume_candidates(root)
+    return candidates[0] if candidates else None
+
+
 def remove_leftovers(root: Path, keep: Path) -> list[str]:
     """Delete ``.tmp-step-*`` folders (saves that never finished) and ``step-*`` folders newer
     than ``keep`` (the checkpoint a resume starts from, whose steps will be redone); returns

@@ -131,9 +131,9 @@ def evaluate_all(
     reports = {}
     for label, model in rankers.items():
         directory = out / "eval" / label.replace(" ", "_")
-        settings = {**settings, "model": model_fingerprint(model), "seed": cfg.run.seed}
+        key = {**settings, "model": model_fingerprint(model), "seed": cfg.run.seed}
         saved = json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {}
-        if saved.get("compare") == settings:  # evaluated before with the same settings
+        if saved.get("compare") == key:  # evaluated before with the same settings and weights
             reports[label] = saved
             continue
         print(f"[compare] evaluating {label} on {count} questions", flush=True)
@@ -150,7 +150,7 @@ def evaluate_all(
             max_new_tokens=cfg.reader.settings.answer_maxlength,
             groups=by_group,
         )
-        report["compare"] = settings
+        report["compare"] = key
         log = model.parent / "metrics.jsonl"  # a trained run's log: adds its training curves
         write_report(report, directory, metrics_log=log if label != UNTRAINED and log.is_file() else None)
         reports[label] = report

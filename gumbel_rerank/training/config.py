@@ -260,12 +260,14 @@ class TrainConfig:
             if self.eval.k is not None and self.eval.k > n:
                 raise ConfigError(f"eval.k = {self.eval.k} exceeds data.n_passages = {n}")
         if self.run.deepspeed:
-            check_deepspeed_file(self.run.deepspeed)
+            read_deepspeed_config(self.run.deepspeed)
 
 
-def check_deepspeed_file(path: str) -> None:
-    """ConfigError naming ``run.deepspeed`` when the file is missing, not JSON, or asks for a
-    ZeRO stage DeepSpeed does not have (0-3)."""
+def read_deepspeed_config(path: str) -> dict[str, Any]:
+    """The DeepSpeed JSON of ``run.deepspeed``, checked: ConfigError naming the key and file
+    when it is missing, not a JSON object, asks for a ZeRO stage DeepSpeed does not have (0-3),
+    or sets what the ``optim`` section owns (batch sizes, optimizer, scheduler). Read at config
+    load (so a bad file stops before any folder exists) and by the DeepSpeed engine."""
     import json
 
     try:
@@ -279,6 +281,12 @@ def check_deepspeed_file(path: str) -> None:
     stage = data.get("zero_optimization", {}).get("stage", 0)
     if isinstance(stage, bool) or stage not in (0, 1, 2, 3):
         raise ConfigError(f"run.deepspeed: {path}: zero_optimization.stage = {stage!r}; DeepSpeed has stages 0, 1, 2, 3")
+    for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
+        if key in data and data[key] != "auto":
+            raise ConfigError(f"{path}: {key} is set from optim.micro_batch_size/grad_accum; use \"auto\" or remove it")
+    if "optimizer" in data or "scheduler" in data:
+        raise ConfigError(f"{path}: optimizer and scheduler come from the optim section; remove them")
+    return data
 
 
 @dataclass

@@ -8,7 +8,6 @@ give exact resume and ``export`` writes the user-facing model directory.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Protocol
 
 import torch
 
-from gumbel_rerank.config import ConfigError
 from gumbel_rerank.objectives.base import Batch, Objective, StepContext
 from gumbel_rerank.training.checkpointing import load_tensors
-from gumbel_rerank.training.config import OptimConfig
+from gumbel_rerank.training.config import OptimConfig, read_deepspeed_config
 
 #: ``(module, directory)``: writes the trained module as a user-facing directory (HF format).
 SaveFn = Callable[[torch.nn.Module, Path], None]
@@ -199,20 +197,7 @@ class DeepSpeedEngine:
     ):
         import deepspeed
 
-        path = Path(config_path)
-        try:
-            ds_config = json.loads(path.read_text())
-        except FileNotFoundError as err:
-            raise ConfigError(f"run.deepspeed: {path} not found") from err
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"run.deepspeed: {path} is not valid JSON ({err})") from err
-        for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"):
-            if key in ds_config and ds_config[key] != "auto":
-                raise ConfigError(
-                    f"{path}: {key} is set from optim.micro_batch_size/grad_accum; use \"auto\" or remove it"
-                )
-        if "optimizer" in ds_config or "scheduler" in ds_config:
-            raise ConfigError(f"{path}: optimizer and scheduler come from the optim section; remove them")
+        ds_config = read_deepspeed_config(config_path)
         ds_config.update(
             train_micro_batch_size_per_gpu=cfg.micro_batch_size,
             gradient_accumulation_steps=cfg.grad_accum,

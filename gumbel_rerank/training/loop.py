@@ -215,7 +215,7 @@ class Trainer:
         except (OSError, RuntimeError) as err:  # torch.save reports write failures as RuntimeError
             if info.is_main:
                 shutil.rmtree(tmp, ignore_errors=True)
-            previous = ckpt.latest_checkpoint(self.ckpt_root) if (self.ckpt_root / ckpt.LATEST).is_file() else None
+            previous = ckpt.last_good_checkpoint(self.ckpt_root)
             raise ckpt.CheckpointStateError(
                 f"saving the step {step} checkpoint into {tmp} failed ({err}); the previous checkpoint "
                 f"{previous or '(none yet)'} is intact: free space and run the same command with --resume"
@@ -247,8 +247,8 @@ class Trainer:
             return 0
         if not self.run.resume:
             raise FileExistsError(
-                f"{self.out} already holds checkpoints ({', '.join(p.name for p in candidates[:1]) or 'incomplete'});"
-                " pass --resume to continue that run, or set run.output_dir to a new folder"
+                f"{self.out} already holds checkpoints ({candidates[0].name if candidates else 'none complete'}); "
+                "pass --resume to continue that run, or set run.output_dir to a new folder"
             )
         for note in notes:
             print(f"resume: {note}", flush=True)
@@ -393,7 +393,7 @@ class Trainer:
         self.nonfinite_steps += 1
         self.nonfinite_in_row += 1
         if self.nonfinite_in_row >= self.run.max_nonfinite_steps or self.run.deepspeed:
-            latest = ckpt.latest_checkpoint(self.ckpt_root) if self.ckpt_root.is_dir() else None
+            latest = ckpt.last_good_checkpoint(self.ckpt_root)
             raise FloatingPointError(
                 f"step {step + 1}: {self.nonfinite_in_row} step(s) in a row with a non-finite loss or "
                 f"gradient (losses {losses}, gradient norm {engine.last_grad_norm}); question ids of "
