@@ -52,15 +52,16 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def demo_train_config(out: Path, steps: int):
+def demo_train_config(out: Path, steps: int, autocast: str | None):
     """The demo's G-Rerank run (demo_recipe.yaml's data, reader, reranker, objective, optim)
-    for ``steps`` steps, logging every 10, one checkpoint at the end, no dev evaluation."""
+    for ``steps`` steps, logging every 10, one checkpoint at the end, no dev evaluation; the
+    reranker's ``autocast`` as given (the recipe's default is "auto")."""
     import dataclasses
 
     from gumbel_rerank.demo.command import demo_config
     from gumbel_rerank.training.compare import objective_run_config
 
-    cfg = demo_config(out)
+    cfg = demo_config(out, overrides=[f"--reranker.settings.autocast={autocast or 'null'}"])
     gumbel = next(o for o in cfg.compare.objectives if o.name == "gumbel")
     run_cfg = objective_run_config(cfg, gumbel, out / "run")
     run_cfg.optim = dataclasses.replace(run_cfg.optim, max_steps=steps)
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--steps", type=int, default=40, help="trainer steps for (d); a multiple of 10, > 10")
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--autocast", choices=["none", "bf16", "auto"], default="none", help="reranker.settings.autocast")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write ('' = print only)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -165,7 +167,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         prepare_data(out, 3000)
-        cfg = demo_train_config(out, args.steps)
+        cfg = demo_train_config(out, args.steps, None if args.autocast == "none" else args.autocast)
         trainer, reader, _ = build_trainer(cfg)
         parts = part_timings(trainer, reader, args.repeats)
         full = trainer_step_seconds(trainer, args.steps)
@@ -176,7 +178,7 @@ def main() -> None:
         "# Step anatomy: G-Rerank at the demo's shapes",
         "",
         f"Command: `python benchmarks/step_anatomy.py --threads {args.threads} --steps {args.steps} "
-        f"--repeats {args.repeats}`",
+        f"--repeats {args.repeats} --autocast {args.autocast}`",
         f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs, {args.threads} torch thread(s), "
         f"torch {package_version('torch')}, transformers {package_version('transformers')}; nothing else running.",
         "Shapes: 8 questions x 10 passages (demo data), chain reader (3.1 M), all-MiniLM-L6-v2 "
