@@ -102,6 +102,10 @@ def lr_lambda(cfg: OptimConfig) -> Callable[[int], float]:
     return factor
 
 
+# devices with torch's fused AdamW kernel (torch >= 2.4 has it on CPU too)
+FUSED_ADAMW_DEVICES = frozenset({"cpu", "cuda", "xpu", "mps"})
+
+
 def build_optimizer(module: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and norms (the usual transformer recipe)."""
     decay, no_decay = [], []
@@ -113,7 +117,13 @@ def build_optimizer(module: torch.nn.Module, cfg: OptimConfig) -> torch.optim.Op
         {"params": decay, "weight_decay": cfg.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+    params = decay + no_decay
+    # torch's default on CPU is one Python loop over the tensors; the fused kernel is one pass
+    # and takes 0.011 s instead of 0.082 s for MiniLM's 22 M parameters on one thread (12% of
+    # a bf16 demo step; benchmarks/step_anatomy.py). Deterministic like the loop, not bitwise
+    # equal to it.
+    fused = bool(params) and all(p.device.type in FUSED_ADAMW_DEVICES and p.is_floating_point() for p in params)
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused or None)
 
 
 class TorchEngine:
