@@ -449,3 +449,36 @@ def test_cli_bad_paths_exit_2_naming_the_path(world, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
     assert cli_main(["--data", str(world.dev), "--k", "0"]) == 2  # argparse error
+
+
+def test_a_full_disk_while_writing_a_report_keeps_the_previous_report_whole(world, tmp_path):
+    """A write error while writing the report (RLIMIT_FSIZE in the child standing in for a full
+    disk, set below the figure's size): exit status 2 naming the file; the previous report's
+    four files are all byte-identical (none replaced, so no new JSON beside an old figure) and
+    no temporary file is left; the same command writes the new report once space is back."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out, log = tmp_path / "eval", tmp_path / "metrics.jsonl"
+    log.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n')
+    base = ["--data", str(world.dev), "--out", str(out), "--metrics-log", str(log), "--no-progress"]
+    assert cli_main([*base, "--k", "1", "2"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    limit = min(len(data) for name, data in before.items() if name.endswith(".png")) // 2
+    assert max(len(before["report.json"]), len(before["report.md"])) < limit  # the text files fit
+
+    def small_disk() -> None:  # in the child: writes past `limit` bytes fail with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = [sys.executable, "-m", "gumbel_rerank", "evaluate", *base, "--k", "1", "2", "3"]
+    failed = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
+    assert failed.returncode == 2, failed.stderr[-2000:]
+    assert f"while writing {out / 'recall_at_k.png'}" in failed.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "R@3" in json.loads((out / "report.json").read_text())["rankings"]["retriever"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(before)

@@ -310,3 +310,37 @@ def test_adamw_runs_the_fused_kernel_and_matches_torch_reference_loop():
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ours[0].weight, module()[0].weight)  # it did train
 
+
+def test_a_full_disk_while_appending_to_the_metrics_log_keeps_whole_lines_and_resumes(world, tmp_path):
+    """A write error while appending to metrics.jsonl (RLIMIT_FSIZE in the child, a few bytes
+    above the log's size): the run exits 1 naming the log and the intact checkpoint, the log
+    keeps its whole lines and no cut one, and `--resume` once space is back ends with an
+    uninterrupted run's weights and one record per logged step."""
+    import resource
+
+    steps = {"optim.max_steps": 12, "run.save_every": 6}
+    first_half = {**steps, "optim.max_steps": 6}  # (the schedule follows max_steps: both runs do the same)
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    for folder in (reference, out):
+        assert main(["train", *world.overrides(folder, **first_half)]) == 0
+    assert main(["train", *world.overrides(reference, **steps), "--resume"]) == 0
+    log = out / "metrics.jsonl"
+    before = log.read_bytes()
+    limit = len(before) + 40  # the next line is longer: it is cut at the limit
+    assert limit > max(p.stat().st_size for p in out.glob("*.yaml"))  # the run folder files fit
+
+    def small_disk() -> None:  # in the child: writes past `limit` bytes fail
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    cmd = [sys.executable, "-m", "gumbel_rerank", "train", *world.overrides(out, **steps), "--resume"]
+    failed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=small_disk)
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    assert f"while appending step 7 to {log}" in failed.stderr
+    assert f"the last checkpoint {out / 'checkpoints' / 'step-0000006'} is intact" in failed.stderr
+    assert log.read_bytes() == before  # the cut line was removed
+    assert main(["train", *world.overrides(out, **steps), "--resume"]) == 0
+    a, b = model_weights(reference / "model"), model_weights(out / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert logged == list(range(1, 13))

@@ -64,7 +64,7 @@ def run_config_job(prog: str, description: str, argv: list[str], load_and_run: C
     except ConfigError as err:
         print(f"gumbel-rerank: config error: {err}", file=sys.stderr)
         return 2
-    except (RunFolderBusy, CheckpointStateError) as err:  # the message says what and where
+    except (RunFolderBusy, CheckpointStateError, OSError) as err:  # the message says what and where
         print(f"gumbel-rerank: {err}", file=sys.stderr)
         return 1
     return 0

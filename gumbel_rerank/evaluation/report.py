@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gumbel_rerank.durable import write_atomic
+from gumbel_rerank.durable import write_atomic, write_atomic_group
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -249,12 +249,14 @@ def plot_grouped_bars(
 
 
 def plot_recall_at_k(report: Mapping[str, Any], path: Path) -> Path:
-    """Write ``path`` (PNG): Recall@k against k per ranking; indirect subset dashed.
+    """Write ``path`` (PNG, atomically): :func:`recall_at_k_png` of ``report``."""
+    write_atomic(path, recall_at_k_png(report))
+    return path
 
-    Args:
-        report: an :func:`~gumbel_rerank.evaluation.end_to_end.evaluate` dict.
-        path: output file.
-    """
+
+def recall_at_k_png(report: Mapping[str, Any]) -> bytes:
+    """PNG bytes: Recall@k against k per ranking of ``report`` (an
+    :func:`~gumbel_rerank.evaluation.end_to_end.evaluate` dict); indirect subset dashed."""
     figure = new_figure(6.0, 4.0)
     ax = figure.add_subplot()
     all_ks: set[int] = set()
@@ -285,8 +287,7 @@ def plot_recall_at_k(report: Mapping[str, Any], path: Path) -> Path:
     ax.set_ylim(0, 102)
     ax.grid(True, alpha=0.3)
     ax.set_title(f"Recall@k ({report.get('questions_with_gold', '?')} questions with gold)")
-    write_atomic(path, png_bytes(figure))
-    return path
+    return png_bytes(figure)
 
 
 def read_metrics_log(path: Path) -> list[dict[str, Any]]:
@@ -307,7 +308,13 @@ def read_metrics_log(path: Path) -> list[dict[str, Any]]:
 
 
 def plot_training_curves(metrics_log: Path, path: Path) -> Path:
-    """Write ``path`` (PNG): losses (left) and dev metrics (right) of a training run by step.
+    """Write ``path`` (PNG, atomically): :func:`training_curves_png` of ``metrics_log``."""
+    write_atomic(path, training_curves_png(metrics_log))
+    return path
+
+
+def training_curves_png(metrics_log: Path) -> bytes:
+    """PNG bytes: losses (left) and dev metrics (right) of a training run by step.
 
     Left: every key containing "loss" (train solid; ``dev/...loss...`` dashed). Right: the other
     ``dev/`` keys (R@k, MRR, nDCG@k, ...; counters excluded).
@@ -340,8 +347,7 @@ def plot_training_curves(metrics_log: Path, path: Path) -> Path:
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
     figure.suptitle(str(metrics_log))
-    write_atomic(path, png_bytes(figure))
-    return path
+    return png_bytes(figure)
 
 
 def write_report(
@@ -355,20 +361,25 @@ def write_report(
         metrics_log: a training ``metrics.jsonl``; adds ``training_curves.png``.
 
     Returns:
-        The paths written, in that order. Each file is written atomically (temp + rename).
+        The paths written, in that order. The files are written as one group: all of them are
+        staged first, then renamed into place, so a failed write (a full disk) leaves the
+        previous report whole rather than new JSON beside an old figure.
 
     Raises:
         FileNotFoundError: ``metrics_log`` is given but missing (checked before writing).
+        OSError: a write failed; the message names the file, and no report file was replaced.
     """
     out_dir = Path(out_dir)
     if metrics_log is not None and not Path(metrics_log).is_file():
         raise FileNotFoundError(f"{metrics_log}: metrics log not found")
     out_dir.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_json_safe(report), indent=2, allow_nan=False) + "\n"
-    paths = [out_dir / "report.json", out_dir / "report.md"]
-    write_atomic(paths[0], text.encode("utf-8"))
-    write_atomic(paths[1], render_markdown(report).encode("utf-8"))
-    paths.append(plot_recall_at_k(report, out_dir / "recall_at_k.png"))
+    files = {
+        out_dir / "report.json": text.encode("utf-8"),
+        out_dir / "report.md": render_markdown(report).encode("utf-8"),
+        out_dir / "recall_at_k.png": recall_at_k_png(report),
+    }
     if metrics_log is not None:
-        paths.append(plot_training_curves(Path(metrics_log), out_dir / "training_curves.png"))
-    return paths
+        files[out_dir / "training_curves.png"] = training_curves_png(Path(metrics_log))
+    write_atomic_group(files)
+    return list(files)

@@ -203,6 +203,20 @@ class Trainer:
             raise ValueError("several processes need a DeepSpeed config (run.deepspeed=configs/deepspeed/zero2.json)")
         return TorchEngine(self.module, self.objective, self.optim)
 
+    def _log(self, log: MetricsLog, step: int, record: dict[str, float], wandb_run: Any) -> None:
+        """``log.write``; a failed write (a full disk) stops the run with an OSError naming the
+        log and the checkpoint the same command resumes from."""
+        try:
+            log.write(step, record, wandb_run)
+        except OSError as err:
+            previous = ckpt.last_good_checkpoint(self.ckpt_root)
+            raise OSError(
+                err.errno,
+                f"{err.strerror}; the last checkpoint {previous or '(none yet)'} is intact: free "
+                "space and run the same command with --resume",
+                err.filename,
+            ) from err
+
     # -- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, engine: Engine, info: distributed.DistInfo, step: int) -> None:
         """Write step ``step``'s checkpoint; a failed write (a full disk) removes the partial
@@ -328,13 +342,13 @@ class Trainer:
                 record = distributed.mean_over_ranks(record, self.device)
                 record["sec_per_step"] = (time.perf_counter() - tic) / max(1, done - start)
                 last = record
-                log.write(done, record, wandb_run)
+                self._log(log, done, record, wandb_run)
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
             if self.evaluate is not None and self.run.eval_every and done % self.run.eval_every == 0:
                 engine.module.eval()
                 with torch.no_grad():
                     result = self.evaluate(engine.module, done)
-                log.write(done, {f"dev/{k}": v for k, v in result.items()}, wandb_run)
+                self._log(log, done, {f"dev/{k}": v for k, v in result.items()}, wandb_run)
             preempted = distributed.any_rank(self._preempted, self.device)
             self._preempted = preempted  # every rank acts on the same decision
             if done % self.run.save_every == 0 or done == self.optim.max_steps or preempted:

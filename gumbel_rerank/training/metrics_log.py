@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -38,8 +39,28 @@ class MetricsLog:
         """Append one line for ``step`` (and log it to wandb when a run is given)."""
         if not self.enabled:
             return
-        with self.path.open("a") as handle:
-            handle.write(json.dumps({"step": step, **values}) + "\n")
+        line = (json.dumps({"step": step, **values}) + "\n").encode("utf-8")
+        # unbuffered: a failed write must not be retried by close() after the cut below
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            written = 0
+            try:
+                while written < len(line):  # a short write is followed by the error, if any
+                    written += os.write(fd, line[written:])
+            except OSError as err:
+                # a full disk can keep part of the line: cut it off, so the log ends with the
+                # last whole record (resume drops cut lines anyway; readers should not meet one)
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise OSError(
+                    err.errno,
+                    f"{err.strerror} while appending step {step} to {self.path}; the log keeps "
+                    "every record before it",
+                    str(self.path),
+                ) from err
+        finally:
+            os.close(fd)
         if wandb_run is not None:
             # logged as a metric, not wandb's own step: after a resume wandb would drop every
             # step up to where the interrupted run got
