@@ -114,6 +114,8 @@ def tree_digest(directory) -> dict[str, str]:
         ({"template": "{title: {text}"}, "template"),
         ({"rankt5_token": ""}, "rankt5_token"),
         ({"rankt5_query_template": "Query: {question}"}, "passage"),
+        ({"grad_chunk_size": 0}, "grad_chunk_size"),
+        ({"grad_chunk_size": True}, "grad_chunk_size"),
     ],
 )
 def test_config_rejects_bad_fields(kwargs, match):
@@ -229,6 +231,48 @@ def test_gradient_checkpointing_gives_same_gradients(bert_tokenizer):
         torch.testing.assert_close(grad, ref_grads[name], atol=1e-6, rtol=1e-5, msg=name)
     reranker.gradient_checkpointing_disable()
     assert not checkpointing_on(reranker.hf_model)
+
+
+def saved_activation_bytes(reranker, **kwargs) -> int:
+    """Bytes autograd keeps for backward while scoring (outside any checkpointed region)."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        reranker.score(QUESTIONS, PASSAGES, **kwargs)
+    return total
+
+
+def test_grad_chunks_recompute_to_the_same_scores_and_gradients_keeping_no_activations(bert_tokenizer):
+    """grad_chunk_size = c: the same scores and gradients as plain scoring c pairs at a time,
+    with dropout on (its random masks are replayed in the recompute), while autograd keeps
+    almost nothing of the forward pass; without gradients it changes nothing."""
+    torch.manual_seed(0)
+    config = tiny_bert_config(len(bert_tokenizer), hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+    plain = build_reranker_from_config(config, bert_tokenizer, RerankerConfig(max_length=32)).train()
+    chunked = build_reranker_from_config(config, bert_tokenizer, RerankerConfig(max_length=32, grad_chunk_size=2))
+    chunked.load_state_dict(plain.state_dict())
+    chunked.train()
+    torch.manual_seed(5)
+    ref_scores, ref_grads = _scores_and_grads(plain, chunk_size=2)
+    torch.manual_seed(5)
+    scores, grads = _scores_and_grads(chunked)
+    torch.manual_seed(6)
+    assert not torch.equal(_scores_and_grads(plain, chunk_size=2)[0], ref_scores)  # dropout is on
+    torch.testing.assert_close(scores, ref_scores, atol=0, rtol=0)
+    assert grads.keys() == ref_grads.keys()
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, ref_grads[name], atol=1e-7, rtol=1e-6, msg=name)
+    kept, kept_plain = saved_activation_bytes(chunked), saved_activation_bytes(plain, chunk_size=2)
+    assert kept * 20 < kept_plain, (kept, kept_plain)
+    chunked.eval()
+    plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(chunked.score(QUESTIONS, PASSAGES).scores, plain.score(QUESTIONS, PASSAGES).scores)
 
 
 def checkpointing_on(model) -> bool:

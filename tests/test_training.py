@@ -72,12 +72,13 @@ def test_train_writes_run_folder_logs_and_checkpoints(world, tmp_path):
     assert (out / "report" / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_existing_run_is_not_overwritten_without_resume(world, tmp_path):
+def test_existing_run_is_not_overwritten_without_resume(world, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *world.overrides(out, **{"optim.max_steps": 3})]) == 0
     before = (out / "checkpoints" / "step-0000003" / "model" / "model.safetensors").read_bytes()
-    with pytest.raises(FileExistsError, match="pass --resume"):
-        main(["train", *world.overrides(out, **{"optim.max_steps": 3})])
+    capsys.readouterr()
+    assert main(["train", *world.overrides(out, **{"optim.max_steps": 3})]) == 1
+    assert "pass --resume" in capsys.readouterr().err
     assert (out / "checkpoints" / "step-0000003" / "model" / "model.safetensors").read_bytes() == before
 
 
@@ -344,3 +345,18 @@ def test_a_full_disk_while_appending_to_the_metrics_log_keeps_whole_lines_and_re
     assert all(torch.equal(a[k], b[k]) for k in a)
     logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert logged == list(range(1, 13))
+
+
+def test_grad_chunk_recompute_trains_to_the_weights_of_plain_chunked_scoring(world, tmp_path):
+    """reranker.settings.grad_chunk_size (activations recomputed per chunk in backward) trains
+    to the same weights as scoring the same chunks with every activation kept."""
+    steps = {"optim.max_steps": 3, "run.save_every": 3}
+    plain, chunked = tmp_path / "plain", tmp_path / "chunked"
+    assert main(["train", *world.overrides(plain, **steps, **{"objective.settings.score_chunk_size": 3})]) == 0
+    assert main(["train", *world.overrides(chunked, **steps, **{"reranker.settings.grad_chunk_size": 3})]) == 0
+    a, b = model_weights(plain / "model"), model_weights(chunked / "model")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
+    assert main(["train", *world.overrides(tmp_path / "bad", **{"reranker.settings.grad_chunk_size": 0})]) == 2
+    assert not (tmp_path / "bad").exists()

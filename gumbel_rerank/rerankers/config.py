@@ -77,6 +77,13 @@ class RerankerConfig:
             slower than float32. None (default) runs in the weights' dtype. Scores differ from
             float32 by bfloat16 rounding (about 3 significant digits), so rankings of near-ties
             can differ.
+        grad_chunk_size: while gradients are on (training), run the model on at most this many
+            pairs at a time and keep none of a chunk's activations: each chunk is recomputed in
+            the backward pass (gradient caching, i.e. whole-model activation checkpointing per
+            chunk). Peak activation memory is one chunk's instead of all P pairs', so n = 100
+            passages per question fit, for about one more forward pass of time. Scores and
+            gradients equal those of plain chunked scoring (dropout's random state is replayed).
+            None (default) keeps every activation. Inference is unaffected.
     """
 
     kind: str = "cross_encoder"
@@ -85,10 +92,15 @@ class RerankerConfig:
     rankt5_token: str | None = None
     rankt5_query_template: str = "Query: {question} Document: {passage}"
     autocast: str | None = None
+    grad_chunk_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.autocast not in AUTOCAST:
             raise ValueError(f"RerankerConfig.autocast={self.autocast!r} is not one of {AUTOCAST}.")
+        if self.grad_chunk_size is not None and (
+            isinstance(self.grad_chunk_size, bool) or not isinstance(self.grad_chunk_size, int) or self.grad_chunk_size < 1
+        ):
+            raise ValueError(f"RerankerConfig.grad_chunk_size must be a positive int or None, got {self.grad_chunk_size!r}.")
         if self.kind not in KINDS:
             raise ValueError(
                 f"RerankerConfig.kind={self.kind!r} is not supported; use one of {KINDS}."

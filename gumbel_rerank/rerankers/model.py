@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from gumbel_rerank.envinfo import native_bf16
 from gumbel_rerank.rerankers.config import (
@@ -396,8 +397,10 @@ class Reranker(nn.Module):
             input_ids: (P, L) token ids from :meth:`tokenize`.
             attention_mask: (P, L).
             token_type_ids: (P, L) or None (ignored by RankT5).
-            chunk_size: run the model on at most this many pairs at a time (lowers peak
-                activation memory; results and gradients equal the unchunked run).
+            chunk_size: run the model on at most this many pairs at a time (lowers the peak of
+                temporaries; results and gradients equal the unchunked run). While gradients
+                are on, ``config.grad_chunk_size`` also bounds it and each chunk is recomputed
+                in backward instead of keeping its activations.
 
         Returns:
             (P,) float32 scores, differentiable with respect to the model's parameters.
@@ -416,6 +419,9 @@ class Reranker(nn.Module):
             # An empty (0,) result still attached to the graph, so callers can always backprop.
             return next(self.hf_model.parameters()).flatten()[:0].float() * 0.0
         step = n if chunk_size is None else chunk_size
+        recompute = self.config.grad_chunk_size is not None and torch.is_grad_enabled()
+        if recompute:
+            step = min(step, self.config.grad_chunk_size)
         parts = []
         bf16 = self.config.autocast == "bf16" or (self.config.autocast == "auto" and native_bf16(device))
         autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
@@ -423,7 +429,12 @@ class Reranker(nn.Module):
             for start in range(0, n, step):
                 sl = slice(start, start + step)
                 tt = None if token_type_ids is None else token_type_ids[sl]
-                parts.append(self._forward_chunk(input_ids[sl], attention_mask[sl], tt))
+                if recompute:
+                    # keeps only the chunk's token ids; backward reruns the chunk (same dropout
+                    # masks: the RNG state is restored, autocast too) and frees it again
+                    parts.append(checkpoint(self._forward_chunk, input_ids[sl], attention_mask[sl], tt, use_reentrant=False))
+                else:
+                    parts.append(self._forward_chunk(input_ids[sl], attention_mask[sl], tt))
         # float32: downstream Gumbel/softmax arithmetic should not run in bf16.
         return torch.cat(parts).float()
 

@@ -19,7 +19,7 @@ from gumbel_rerank.evaluation import RerankerEvaluator, evaluate, write_report
 from gumbel_rerank.objectives.base import Batch, Objective
 from gumbel_rerank.objectives.registry import build_objective
 from gumbel_rerank.reader.fid import FiDReader
-from gumbel_rerank.rerankers import Reranker
+from gumbel_rerank.rerankers import Reranker, RerankerConfig
 from gumbel_rerank.training.collate import make_collate
 from gumbel_rerank.training.config import DataConfig, TrainConfig
 from gumbel_rerank.training.distributed import is_main_process
@@ -46,9 +46,12 @@ def load_reranker(cfg: TrainConfig) -> Reranker:
     if not cfg.reranker.path:
         raise ConfigError("reranker.path: a reranker directory (HF cross-encoder or T5) is required")
     try:
-        reranker = Reranker.from_pretrained(cfg.reranker.path, seed=cfg.run.seed, **cfg.reranker.settings)
-    except TypeError as err:  # an unknown settings field
+        # each given field checked on its own first: a bad value is the config's fault, not the
+        # directory's (the directory's saved settings fill in the rest when it loads)
+        RerankerConfig(**cfg.reranker.settings)
+    except (TypeError, ValueError) as err:  # an unknown field or a bad value
         raise ConfigError(f"reranker.settings: {err}") from err
+    reranker = Reranker.from_pretrained(cfg.reranker.path, seed=cfg.run.seed, **cfg.reranker.settings)
     if cfg.reranker.gradient_checkpointing:
         reranker.gradient_checkpointing_enable()
     return reranker
