@@ -360,3 +360,20 @@ def test_grad_chunk_recompute_trains_to_the_weights_of_plain_chunked_scoring(wor
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5, msg=key)
     assert main(["train", *world.overrides(tmp_path / "bad", **{"reranker.settings.grad_chunk_size": 0})]) == 2
     assert not (tmp_path / "bad").exists()
+
+
+def test_encoder_cache_trains_to_the_same_weights_and_serves_later_epochs(world, tmp_path):
+    """reader.encoder_cache_mib: the second epoch's questions come from the cache (the log says
+    how many), and the run ends with the weights of a run that encodes every time."""
+    steps = {"optim.max_steps": 24, "run.save_every": 24, "run.log_every": 8}  # 96 examples of 64
+    plain, cached = tmp_path / "plain", tmp_path / "cached"
+    assert main(["train", *world.overrides(plain, **steps)]) == 0
+    assert main(["train", *world.overrides(cached, **steps, **{"reader.encoder_cache_mib": 64})]) == 0
+    a, b = model_weights(plain / "model"), model_weights(cached / "model")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4, msg=key)
+    last = [json.loads(line) for line in (cached / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["step"] == 24 and last["encoder_cache/entries"] == 64
+    assert last["encoder_cache/hits"] >= 32 - 4 and last["encoder_cache/misses"] == 64  # every question encoded once
+    assert "encoder_cache/hits" not in (plain / "metrics.jsonl").read_text()
+    assert main(["train", *world.overrides(tmp_path / "bad", **{"reader.encoder_cache_mib": -1})]) == 2

@@ -264,7 +264,7 @@ def _answer_batch(
     reader = setup.reader
     n = max(len(p) for p in passages)
     tokens = reader.tokenize_passages(texts, passages, n_passages=n)
-    states = reader.encode(tokens)  # once per batch; every top-k is a gather
+    states = reader.encode(tokens, cached=True)  # once per batch; every top-k is a gather
     kwargs = {} if setup.max_new_tokens is None else {"max_new_tokens": setup.max_new_tokens}
     for k, chosen in chosen_by_k.items():
         for name, doc_idx in chosen.items():

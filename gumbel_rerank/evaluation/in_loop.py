@@ -70,7 +70,7 @@ class RerankerEvaluator:
             batch_scores, valid = module.score(texts, passages)  # (B, n)
             n = batch_scores.shape[1]
             tokens = self.reader.tokenize_passages(texts, passages, n_passages=n)
-            states = self.reader.encode(tokens)
+            states = self.reader.encode(tokens, cached=True)  # the same dev candidates every time
             labels = self.reader.tokenize_targets([q.target for q in chunk])
             hard_log = hard_topk_log_mask(batch_scores, valid, self.k).to(self.reader.device)
             losses.append(self.reader.lm_loss(states, labels, hard_log).cpu())

@@ -69,7 +69,7 @@ def read_batch(reader: Reader, batch: Batch, n: int) -> tuple[EncodedPassages, t
     labels (B, T); no gradient (the reader is frozen)."""
     with torch.no_grad():
         tokens = reader.tokenize_passages(batch.questions, batch.passages, n_passages=n)
-        return reader.encode(tokens), reader.tokenize_targets(batch.targets)
+        return reader.encode(tokens, cached=True), reader.tokenize_targets(batch.targets)
 
 
 @torch.no_grad()

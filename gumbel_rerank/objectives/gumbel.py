@@ -136,7 +136,7 @@ class GumbelRerankLoss:
         n = scores.shape[1]
 
         tokens = self.reader.tokenize_passages(batch.questions, batch.passages, n_passages=n)
-        states = self.reader.encode(tokens)
+        states = self.reader.encode(tokens, cached=True)
         labels = self.reader.tokenize_targets(batch.targets)
         if len(log_masks) > 1:
             # S masks per question read the same encoder states: (S*B, N*L, D), draw-major

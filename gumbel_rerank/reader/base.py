@@ -112,8 +112,9 @@ class Reader(Protocol):
         """(B, T) labels, -100 at padding."""
         ...
 
-    def encode(self, tokens: PassageTokens) -> EncodedPassages:
-        """Encoder states (B, N * L, D) of every passage, each encoded on its own."""
+    def encode(self, tokens: PassageTokens, with_grad: bool = False, cached: bool = False) -> EncodedPassages:
+        """Encoder states (B, N * L, D) of every passage, each encoded on its own; ``cached``
+        lets a frozen reader serve them from its encoder cache, if it has one."""
         ...
 
     def token_logprobs(

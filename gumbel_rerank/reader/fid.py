@@ -22,6 +22,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from gumbel_rerank.masks import LOG_FLOOR
 from gumbel_rerank.reader.base import EncodedPassages, PassageTokens
 from gumbel_rerank.reader.checkpoints import CheckpointError, LoadReport, load_t5_checkpoint
+from gumbel_rerank.reader.encoder_cache import EncoderCache
 from gumbel_rerank.reader.formatting import IGNORE_INDEX, tokenize_passages, tokenize_targets
 from gumbel_rerank.reader.legacy_bias import legacy_cross_attention_bias
 
@@ -107,6 +108,7 @@ class FiDReader:
         self.use_legacy_bias = legacy_bias_weight is not None and self.config.legacy_bias is not False
         self.legacy_bias_weight = legacy_bias_weight.to(self.dtype) if self.use_legacy_bias else None
         self.load_report = load_report
+        self.encoder_cache: EncoderCache | None = None  # see use_encoder_cache
         if load_report is not None:
             load_report.legacy_bias_used = self.use_legacy_bias
 
@@ -184,18 +186,31 @@ class FiDReader:
         return tokenize_targets(self.tokenizer, answers, self.config.answer_maxlength)
 
     # -- encoder ----------------------------------------------------------------------------
-    def encode(self, tokens: PassageTokens, with_grad: bool = False) -> EncodedPassages:
+    def encode(self, tokens: PassageTokens, with_grad: bool = False, cached: bool = False) -> EncodedPassages:
         """Encode every real passage independently, under no_grad unless ``with_grad``.
 
         no_grad is exact for the mask gradient: the mask only enters the decoder. ``with_grad``
         is for training the reader itself. Padding passages are not run through the encoder at
-        all; their states are zeros and fully masked.
+        all; their states are zeros and fully masked. ``cached``: questions already in the
+        reader's encoder cache (:meth:`use_encoder_cache`) are served from it and new ones
+        stored; the training objectives ask for it, since they see the same candidate sets every
+        epoch, while evaluations of changing top-k subsets do not.
 
         Returns:
             EncodedPassages with hidden (B, N * L, D) and token_mask (B, N, L).
         """
+        if cached and self.encoder_cache is not None and not with_grad:
+            with torch.no_grad():
+                return self.encoder_cache.encode(tokens, lambda part: self._encode(part.to(self.device)))
         with torch.set_grad_enabled(with_grad):
             return self._encode(tokens.to(self.device))
+
+    def use_encoder_cache(self, cache: EncoderCache | None) -> None:
+        """Serve :meth:`encode` (without gradients) from ``cache`` (None detaches it). Only for a
+        frozen reader: cached states would go stale once the weights change."""
+        if cache is not None and self.trainable:
+            raise ValueError("an encoder cache needs a frozen reader; this one is trainable")
+        self.encoder_cache = cache
 
     def _encode(self, tokens: PassageTokens) -> EncodedPassages:
         b, n, length = tokens.input_ids.shape

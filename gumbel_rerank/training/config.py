@@ -44,12 +44,25 @@ class DataConfig:
 
 @dataclass
 class ReaderSection:
-    """The frozen reader: a checkpoint directory and how to run it."""
+    """The frozen reader: a checkpoint directory and how to run it.
+
+    Attributes:
+        encoder_cache_mib: keep the frozen reader's encoder states of each question's full
+            candidate set (training batches, dev evaluations) for reuse in later epochs and
+            evaluations, up to this many MiB on the reader's device; 0 (default) encodes every
+            time. Entries are keyed by the tokenised inputs, so reuse is exact. Questions past
+            the budget are encoded every time, and a warning says what all of them would need.
+    """
 
     path: str = ""
     tokenizer: str | None = None
     base_config: str | None = None
     settings: FiDReaderConfig = field(default_factory=FiDReaderConfig)
+    encoder_cache_mib: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.encoder_cache_mib) and self.encoder_cache_mib >= 0):
+            raise ConfigError(f"reader.encoder_cache_mib must be a finite number >= 0, got {self.encoder_cache_mib}")
 
 
 @dataclass

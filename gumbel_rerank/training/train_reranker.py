@@ -18,6 +18,7 @@ from gumbel_rerank.envinfo import resolve_device
 from gumbel_rerank.evaluation import RerankerEvaluator, evaluate, write_report
 from gumbel_rerank.objectives.base import Batch, Objective
 from gumbel_rerank.objectives.registry import build_objective
+from gumbel_rerank.reader.encoder_cache import EncoderCache
 from gumbel_rerank.reader.fid import FiDReader
 from gumbel_rerank.rerankers import Reranker, RerankerConfig
 from gumbel_rerank.training.collate import make_collate
@@ -99,6 +100,9 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluat
         evaluator = RerankerEvaluator(
             reader, subset, k=cfg.eval_k(), ks=cfg.eval.ks, n_passages=cfg.data.n_passages
         )
+    if cfg.reader.encoder_cache_mib > 0:
+        expected = len(train) + (len(evaluator.questions) if evaluator is not None else 0)
+        reader.use_encoder_cache(EncoderCache(cfg.reader.encoder_cache_mib, expected_questions=expected))
     objective = build_objective(cfg.objective.name, cfg.objective.settings, reader=reader)
 
     def save(module: Reranker, directory: Path) -> None:
@@ -119,7 +123,7 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluat
             "objective.json": describe(objective, cfg),
         },
         device=device,
-        step_diagnostics=lambda batch: exploration_metrics(objective, batch),
+        step_diagnostics=lambda batch: {**exploration_metrics(objective, batch), **cache_metrics(reader)},
     )
     return trainer, reader, evaluator
 
@@ -146,6 +150,21 @@ def exploration_metrics(objective: Objective, batch: Batch) -> dict[str, float]:
     for name, kind in (("sampled_gold_direct", direct), ("sampled_gold_indirect", batch.gold & ~direct)):
         out[name] = float((picked & kind).sum() / kind.sum()) if bool(kind.any()) else math.nan
     return out
+
+
+def cache_metrics(reader: FiDReader) -> dict[str, float]:
+    """The encoder cache's running counts (questions served from it, encoded, held, MiB), or
+    nothing without a cache; logged with each logging step's metrics."""
+    cache = reader.encoder_cache
+    if cache is None:
+        return {}
+    stats = cache.stats
+    return {
+        "encoder_cache/hits": float(stats.hits),
+        "encoder_cache/misses": float(stats.misses),
+        "encoder_cache/entries": float(stats.entries),
+        "encoder_cache/mib": stats.bytes / 2**20,
+    }
 
 
 def describe(objective: Objective, cfg: TrainConfig) -> dict[str, object]:
