@@ -412,7 +412,7 @@ def test_cli_end_to_end_on_the_tiny_world(world, tmp_path, capsys):
             "--reader", str(world.reader), "--text-maxlength", str(MAXLEN),
             "--k", "1", "2", "5", "--em-k", "1", "2", "--max-new-tokens", "3",
             "--batch-size", "8", "--out", str(out), "--metrics-log", str(log),
-            "--device", "cpu", "--no-progress",
+            "--device", "cpu", "--no-progress", "--compile",
         ]
     )  # fmt: skip
     assert code == 0
@@ -427,6 +427,7 @@ def test_cli_end_to_end_on_the_tiny_world(world, tmp_path, capsys):
     # retriever row of the tiny world: the gold passage sits anywhere; R@5 covers all 5
     assert report["rankings"]["retriever"]["R@5"] == 1.0
     assert report["config"]["reader_path"] == str(world.reader)
+    assert report["config"]["reranker_compiled"] is True  # --compile: the compiled model scored
 
 
 def test_cli_bad_paths_exit_2_naming_the_path(world, tmp_path, capsys):
@@ -456,10 +457,10 @@ def test_a_full_disk_while_writing_a_report_keeps_the_previous_report_whole(worl
     disk, set below the figure's size): exit status 2 naming the file; the previous report's
     four files are all byte-identical (none replaced, so no new JSON beside an old figure) and
     no temporary file is left; the same command writes the new report once space is back."""
-    import resource
-    import signal
     import subprocess
     import sys
+
+    from small_disk import run_on_a_small_disk
 
     out, log = tmp_path / "eval", tmp_path / "metrics.jsonl"
     log.write_text('{"step": 1, "loss": 3.0}\n{"step": 2, "loss": 2.0}\n')
@@ -468,13 +469,8 @@ def test_a_full_disk_while_writing_a_report_keeps_the_previous_report_whole(worl
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     limit = min(len(data) for name, data in before.items() if name.endswith(".png")) // 2
     assert max(len(before["report.json"]), len(before["report.md"])) < limit  # the text files fit
-
-    def small_disk() -> None:  # in the child: writes past `limit` bytes fail with EFBIG
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     cmd = [sys.executable, "-m", "gumbel_rerank", "evaluate", *base, "--k", "1", "2", "3"]
-    failed = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
+    failed = run_on_a_small_disk(cmd, limit)
     assert failed.returncode == 2, failed.stderr[-2000:]
     assert f"while writing {out / 'recall_at_k.png'}" in failed.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before

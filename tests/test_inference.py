@@ -484,10 +484,10 @@ def test_a_full_disk_names_the_file_keeps_what_was_recorded_and_the_rerun_resume
     """A write error mid-run (a file-size limit, RLIMIT_FSIZE, standing in for a full disk):
     the error names the file, the records recorded before it are kept, and the same command
     resumes once space is back, to the output of an uninterrupted run."""
-    import resource
-    import signal
     import subprocess
     import sys
+
+    from small_disk import run_on_a_small_disk
 
     src = write_jsonl(tmp_path / "in.jsonl", make_records(300))
     ref = tmp_path / "ref.jsonl"
@@ -496,12 +496,7 @@ def test_a_full_disk_names_the_file_keeps_what_was_recorded_and_the_rerun_resume
     cmd = [sys.executable, "-m", "gumbel_rerank", "rerank", "--input", str(src), "--output", str(out),
            "--reranker", str(reranker_dir), "--batch-size", "4", "--device", "cpu", "--no-progress"]
     limit = ref.stat().st_size // 3
-
-    def small_disk() -> None:  # in the child: writes past `limit` bytes fail with EFBIG
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    failed = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk)
+    failed = run_on_a_small_disk(cmd, limit)
     assert failed.returncode == 1, failed.stderr
     partial = tmp_path / "out.jsonl.partial"
     assert f"while writing {partial}" in failed.stderr and "run the same command to resume" in failed.stderr
@@ -510,3 +505,22 @@ def test_a_full_disk_names_the_file_keeps_what_was_recorded_and_the_rerun_resume
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert out.read_bytes() == ref.read_bytes()
+
+
+def test_rerank_compile_writes_the_uncompiled_ranking(tmp_path, reranker_dir, capsys):
+    """`rerank --compile` (the reranker through torch.compile with frozen weights): the same
+    records and order as the eager run, scores equal to float rounding."""
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("inductor needs a C++ compiler (g++)")
+    src = write_jsonl(tmp_path / "in.jsonl", make_records(7))
+    ref = tmp_path / "ref.jsonl"
+    rerank(src, ref, reranker_dir, batch_size=3, progress=False)
+    out = tmp_path / "out.jsonl"
+    assert cli_main(["--input", str(src), *cli(tmp_path, reranker_dir, "--compile")[2:], "--output", str(out)]) == 0
+    assert "on cpu (compiled)" in capsys.readouterr().err  # the compiled model served it
+    for a, b in zip(read_jsonl(ref), read_jsonl(out), strict=True):
+        assert [p["text"] for p in a["ctxs"]] == [p["text"] for p in b["ctxs"]]
+        got = [p["rerank_score"] for p in b["ctxs"]]
+        assert got == pytest.approx([p["rerank_score"] for p in a["ctxs"]], abs=1e-5)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import math
+import os
+import shutil
 
 import pytest
 import torch
@@ -708,3 +711,57 @@ def test_rankt5_token_resolution(tmp_path):
     assert reranker.rankt5_token_id == tokenizer.convert_tokens_to_ids("<rel>")
     with pytest.raises(ValueError, match="kind"):
         Reranker.from_pretrained(reranker.save_pretrained(tmp_path / "r"), kind="cross_encoder")
+
+
+needs_cxx = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "g++")) is None, reason="inductor needs a C++ compiler (g++ or $CXX)"
+)
+
+
+@needs_cxx
+def test_compiled_inference_scores_like_eager_and_steps_aside_when_weights_change(bert_tokenizer, caplog):
+    """compile_for_inference: the same scores as the eager model through the compiled one;
+    training (gradients) stays eager; after a weight update it warns and scores eagerly with
+    the new weights rather than with the frozen old ones."""
+    reranker = make_bert_reranker(bert_tokenizer).eval()
+    pairs = [(q, p) for q, plist in zip(QUESTIONS, PASSAGES, strict=True) for p in plist]
+    eager = reranker.predict(pairs, batch_size=3)
+    reranker.compile_for_inference()
+    compiled = reranker.predict(pairs, batch_size=3)
+    assert reranker._compiled.working is True  # the compiled model served it, not a fallback
+    torch.testing.assert_close(torch.tensor(compiled), torch.tensor(eager), atol=1e-5, rtol=1e-5)
+    scores, _ = reranker.score(QUESTIONS, PASSAGES)  # with gradients: the eager model
+    scores.sum().backward()
+    assert all(p.grad is not None for p in reranker.parameters() if p.requires_grad)
+    with torch.no_grad():
+        reranker.hf_model.classifier.bias.add_(1.0)
+    with caplog.at_level(logging.WARNING, logger="gumbel_rerank.rerankers.compiled"):
+        updated = reranker.predict(pairs, batch_size=3)
+    assert "weights changed after compile_for_inference" in caplog.text
+    torch.testing.assert_close(torch.tensor(updated), torch.tensor(eager) + 1.0, atol=1e-5, rtol=1e-5)
+
+
+@needs_cxx
+def test_compiled_inference_without_a_working_compiler_warns_and_scores_eagerly(bert_tokenizer, tmp_path):
+    """Where inductor cannot build kernels (here: $CXX names no compiler), the first call
+    warns and every score is the eager model's."""
+    import subprocess
+    import sys
+
+    directory = tmp_path / "reranker"
+    make_bert_reranker(bert_tokenizer).save_pretrained(directory)
+    script = (
+        "import json, sys, logging; logging.basicConfig(level=logging.WARNING)\n"
+        "from gumbel_rerank.rerankers import Reranker\n"
+        f"r = Reranker.from_pretrained({str(directory)!r}).eval()\n"
+        "pairs = [('who wrote it', 'darwin wrote it'), ('what is it', 'a city in france of note')]\n"
+        "eager = r.predict(pairs)\n"
+        "r.compile_for_inference()\n"
+        "print(json.dumps([eager, r.predict(pairs), r._compiled.working]))\n"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    eager, scores, working = json.loads(done.stdout.strip().splitlines()[-1])
+    assert working is False and scores == eager
+    assert "compiling the reranker failed" in done.stderr

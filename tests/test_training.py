@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from small_disk import run_on_a_small_disk
 from tiny_world import build_world
 
 from gumbel_rerank.cli import main
@@ -250,26 +251,26 @@ def test_train_on_a_folder_another_live_run_holds_exits_1_naming_it(world, tmp_p
     assert f"pid {os.getpid()} on host {socket.gethostname()}" in err and str(out) in err
 
 
+def finished_and_half_trained(world, tmp_path: Path, steps: dict) -> tuple[Path, Path]:
+    """Two runs of ``steps``: ``reference`` trained to the end in two halves, ``run`` stopped
+    at the half (a checkpoint there); the schedule follows max_steps, so both halves match."""
+    half = {**steps, "optim.max_steps": steps["optim.max_steps"] // 2}
+    reference, out = tmp_path / "reference", tmp_path / "run"
+    for folder in (reference, out):
+        assert main(["train", *world.overrides(folder, **half)]) == 0
+    assert main(["train", *world.overrides(reference, **steps), "--resume"]) == 0
+    return reference, out
+
+
 def test_a_full_disk_while_checkpointing_keeps_the_previous_checkpoint_and_resumes(world, tmp_path):
     """A write error while saving a checkpoint (RLIMIT_FSIZE standing in for a full disk):
     the run stops naming the unfinished folder and the intact previous checkpoint, leaves no
     partial folder, and `--resume` once space is back ends with an uninterrupted run's weights."""
-    import resource
-
     steps = {"optim.max_steps": 6, "run.save_every": 3}
-    first_half = {**steps, "optim.max_steps": 3}  # (the schedule follows max_steps: both runs do the same)
-    reference, out = tmp_path / "reference", tmp_path / "run"
-    for folder in (reference, out):
-        assert main(["train", *world.overrides(folder, **first_half)]) == 0
-    assert main(["train", *world.overrides(reference, **steps), "--resume"]) == 0
+    reference, out = finished_and_half_trained(world, tmp_path, steps)
     limit = (out / "checkpoints" / "step-0000003" / "state" / "engine.pt").stat().st_size // 2
-
-    def small_disk() -> None:  # in the child: writes past `limit` bytes fail
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     cmd = [sys.executable, "-m", "gumbel_rerank", "train", *world.overrides(out, **steps), "--resume"]
-    failed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=small_disk)
+    failed = run_on_a_small_disk(cmd, limit, cwd=ROOT)
     assert failed.returncode == 1, failed.stderr[-2000:]
     assert "saving the step 6 checkpoint into" in failed.stderr and ".tmp-step-0000006" in failed.stderr
     assert "step-0000003 is intact" in failed.stderr
@@ -317,25 +318,14 @@ def test_a_full_disk_while_appending_to_the_metrics_log_keeps_whole_lines_and_re
     above the log's size): the run exits 1 naming the log and the intact checkpoint, the log
     keeps its whole lines and no cut one, and `--resume` once space is back ends with an
     uninterrupted run's weights and one record per logged step."""
-    import resource
-
     steps = {"optim.max_steps": 12, "run.save_every": 6}
-    first_half = {**steps, "optim.max_steps": 6}  # (the schedule follows max_steps: both runs do the same)
-    reference, out = tmp_path / "reference", tmp_path / "run"
-    for folder in (reference, out):
-        assert main(["train", *world.overrides(folder, **first_half)]) == 0
-    assert main(["train", *world.overrides(reference, **steps), "--resume"]) == 0
+    reference, out = finished_and_half_trained(world, tmp_path, steps)
     log = out / "metrics.jsonl"
     before = log.read_bytes()
     limit = len(before) + 40  # the next line is longer: it is cut at the limit
     assert limit > max(p.stat().st_size for p in out.glob("*.yaml"))  # the run folder files fit
-
-    def small_disk() -> None:  # in the child: writes past `limit` bytes fail
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     cmd = [sys.executable, "-m", "gumbel_rerank", "train", *world.overrides(out, **steps), "--resume"]
-    failed = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, preexec_fn=small_disk)
+    failed = run_on_a_small_disk(cmd, limit, cwd=ROOT)
     assert failed.returncode == 1, failed.stderr[-2000:]
     assert f"while appending step 7 to {log}" in failed.stderr
     assert f"the last checkpoint {out / 'checkpoints' / 'step-0000006'} is intact" in failed.stderr
