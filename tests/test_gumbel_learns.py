@@ -5,10 +5,13 @@ Set-up (synthetic.lookup_questions): 5 candidates, one answers the asked relatio
 entity; the reader is trained with `train-reader` on the answer passage alone (the context size
 G-Rerank selects with k=1), so its loss is low only when the mask selects that passage.
 
-Known fragility, measured: from a *random* reranker the outcome depends on the run seed (data
-order and Gumbel noise). Scores can spread faster than the ranking is learned; once a wrong
-passage leads by several units the Gumbel noise no longer selects the answer passage and its
-mask gradient vanishes. Seed 0 is fixed here (deterministic on CPU); see docs/bugs-and-fixes.md.
+From a *random* reranker with raw scores the outcome depended on the run's trajectory (seed,
+thread count, even the optimizer kernel's rounding): scores could spread faster than the
+ranking was learned, and once a wrong passage led by several units the Gumbel noise no longer
+selected the answer passage and its mask gradient vanished. The test therefore uses
+``objective.settings.standardize`` (each question's scores at mean 0, std 1 before the noise,
+the demo's setting), which removes that failure, and asserts it for three seeds; measured at
+one and two threads, every seed reaches R@1 >= 0.99 (docs/bugs-and-fixes.md).
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def test_train_reader_loss_decreases_and_the_saved_reader_answers(trained_reader
     assert accuracy > 0.9, answers[:5]
 
 
-def test_gumbel_rerank_learns_the_answer_passage_from_the_reader_alone(trained_reader: Path, tmp_path):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_gumbel_rerank_learns_the_answer_passage_from_the_reader_alone(trained_reader: Path, tmp_path, seed):
     root = trained_reader
     reader_dir = root / "reader_run" / "model"
     reader_before = load_file(str(reader_dir / "model.safetensors"))
@@ -100,10 +104,10 @@ def test_gumbel_rerank_learns_the_answer_passage_from_the_reader_alone(trained_r
         f"--data.dev={root / 'dev.jsonl'}",
         f"--reader.path={reader_dir}", f"--reader.settings.text_maxlength={MAXLEN}",
         f"--reranker.path={root / 'reranker_init'}",
-        "--objective.mask.k=1", "--objective.mask.tau=0.5",
+        "--objective.mask.k=1", "--objective.mask.tau=0.5", "--objective.settings.standardize=true",
         "--optim.lr=2e-3", "--optim.max_steps=300", "--optim.micro_batch_size=16", "--optim.warmup_steps=50",
         f"--run.output_dir={out}", "--run.eval_every=100", "--run.save_every=300", "--run.log_every=50",
-        "--run.seed=0",
+        f"--run.seed={seed}",
     ]  # fmt: skip
     assert main(args) == 0
     after = evaluate(Reranker.from_pretrained(out / "model").eval(), 300)

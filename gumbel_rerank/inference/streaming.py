@@ -158,9 +158,8 @@ def rerank(
         top_k: write only the best K passages of each question.
         device: ``"auto"`` (CUDA if available), ``"cpu"`` or ``"cuda"``.
         bf16: bfloat16 autocast on CUDA (ignored with a warning on CPU); scores stay float32.
-        compile: score through :meth:`Reranker.compile_for_inference` (torch.compile with frozen
-            weights: about 1.9x faster on CPU after a one-off compile; scores equal to float
-            rounding, so it does not change the job a resume continues).
+        compile: score through :meth:`Reranker.compile_for_inference` (1.9x faster on CPU after
+            a one-off compile; equal scores to float rounding, so a resume may switch it).
         resume: continue an interrupted run of the same job; False starts over.
         overwrite: allow replacing an existing ``output``.
         progress: show a tqdm progress bar (questions) on stderr.
@@ -215,11 +214,7 @@ def rerank(
         job.fingerprint = job_fingerprint(parts)
         done, offset = job.resume_point(resume)
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        scorer = _Scorer(
-            reranker_path, torch_device, bf16, chunk_size, top_k, output_format, run_tag
-        )
-        if compile:
-            scorer.reranker.compile_for_inference()
+        scorer = _Scorer(reranker_path, torch_device, bf16, chunk_size, top_k, output_format, run_tag, compile)
         stream = _Stream(source, scorer, job, batch_size, on_batch)
         stream.run(done, offset, progress, in_display)
     return stream.report(done, time.perf_counter() - t0, str(torch_device))
@@ -360,10 +355,13 @@ class _Scorer:
         top_k: int | None,
         output_format: str,
         run_tag: str,
+        compile: bool = False,
     ):
         from gumbel_rerank.rerankers.model import Reranker
 
         self.reranker = Reranker.from_pretrained(reranker_path).to(device).eval()
+        if compile:
+            self.reranker.compile_for_inference()
         if bf16 and device.type != "cuda":
             logger.warning("bf16 autocast is only used on CUDA; scoring in float32 on %s.", device)
         self.bf16 = bf16 and device.type == "cuda"
