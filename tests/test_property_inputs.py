@@ -1,5 +1,5 @@
-"""Property-based tests (hypothesis): arbitrary bytes as a question file, a TREC run or a
-queries file, and arbitrary YAML plus dotted overrides as a config, never raise anything but
+"""Property-based tests (hypothesis): arbitrary bytes as a question file, a TREC run, a queries
+file or a passage collection, and arbitrary YAML plus dotted overrides as a config, never raise anything but
 the project's own error types, and never hang (issue 14).
 
 CI runs ``PROPERTY_EXAMPLES`` examples per property (2000 by default); the longer documented
@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gumbel_rerank.config import ConfigError, load_config
+from gumbel_rerank.data.collection import Collection
 from gumbel_rerank.data.jsonstream import DataError
 from gumbel_rerank.data.questions import load_questions
 from gumbel_rerank.data.trec import iter_trec_run, load_queries
@@ -70,6 +71,24 @@ def test_trec_run_reader_raises_only_data_errors(data):
 def test_queries_reader_raises_only_data_errors(data, name):
     with contextlib.suppress(DataError):
         load_queries(_file(data, name))
+
+
+COLLECTION_BITS = st.sampled_from(
+    [b"id", b"text", b"title", b"docid", b"d1", b"d2", b"1", b"\t", b"\n", b" ", b'"', b'""', b"{", b"}", b'"id"',
+     b'"text"', b'"contents"', b":", b",", b"null", b"\xff", b"\xef\xbb\xbf"]
+)
+
+
+@SETTINGS
+@given(data=_fuzz(COLLECTION_BITS), name=st.sampled_from(["c.tsv", "c.jsonl", "c.bin"]))
+def test_collection_reader_raises_only_data_errors(data, name):
+    path = _file(data, name)
+    with contextlib.suppress(DataError), Collection.open(path, index_dir=path.parent / "index") as collection:
+        found = [docid for docid in ("d1", "d2", "1") if docid in collection]
+        for docid in found:  # look-ups read lines back from the file: they must parse too
+            title, text = collection[docid]
+            assert isinstance(title, str) and isinstance(text, str)
+        assert len(found) <= len(collection)
 
 
 KEYS = st.sampled_from(["optim.lr", "optim.max_steps", "run.seed", "objective.mask.k", "objective.mask.tau",
