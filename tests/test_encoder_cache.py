@@ -50,24 +50,34 @@ def test_cached_states_equal_the_encoder_and_are_reused_exactly(tokenizer):
         assert torch.equal(mixed.hidden[row], plain.hidden[row])
     torch.testing.assert_close(mixed.hidden[1], alone.hidden[0], atol=1e-6, rtol=1e-5)
     assert torch.equal(mixed.token_mask[1], alone.token_mask[0])
-    # the same question padded to another passage count is another entry, never a wrong shape
-    wider = reader.encode(tokens(reader, n=5), cached=True)
-    assert wider.hidden.shape[1] == 5 * plain.passage_length and stats.misses == 7
+    # the same questions padded to another passage count (another batch's N) are hits, and
+    # equal to encoding them padded that way
+    assert_same(reader.encode(tokens(reader, n=5), cached=True), reader.encode(tokens(reader, n=5)))
+    assert (stats.hits, stats.misses) == (8, 4)
+    # a batch holding one new question twice (a batch across an epoch boundary) encodes and
+    # stores it once
+    twice = reader.encode(tokens(reader, questions=["who wrote it"] * 2, passages=[PASSAGES[1]] * 2), cached=True)
+    assert torch.equal(twice.hidden[0], twice.hidden[1])
+    assert (stats.misses, stats.entries) == (5, 5)
+    assert stats.bytes == sum(
+        sum(t.numel() * t.element_size() for t in entry) for entry in reader.encoder_cache._entries.values()
+    )
     # without cached=True (evaluations of changing top-k subsets) the cache is not touched
     reader.encode(tokens(reader))
-    assert (stats.hits, stats.misses) == (5, 7)
+    assert (stats.hits, stats.misses) == (9, 5)
 
 
 def test_a_full_budget_warns_once_naming_the_need_and_keeps_results_right(tokenizer, caplog):
     reader = make_reader(tokenizer)
     plain = reader.encode(tokens(reader))
-    one_question = (plain.hidden[0].numel() * 4 + plain.token_mask[0].numel()) / 2**20
-    reader.use_encoder_cache(EncoderCache(budget_mib=one_question * 1.5, expected_questions=1000))
+    real = len(PASSAGES[0])  # question 0's real passages: what its entry holds
+    one_question = real * plain.passage_length * (plain.hidden.shape[-1] * 4 + 1) / 2**20
+    reader.use_encoder_cache(EncoderCache(budget_mib=one_question * 1.2, expected_questions=1000))
     with caplog.at_level(logging.WARNING, logger="gumbel_rerank.reader.encoder_cache"):
         for _ in range(3):
             assert_same(reader.encode(tokens(reader), cached=True), plain)
     stats = reader.encoder_cache.stats
-    assert stats.entries == 1 and stats.bytes <= one_question * 1.5 * 2**20
+    assert stats.entries == 1 and stats.bytes == one_question * 2**20
     assert (stats.hits, stats.misses) == (2, 7)  # question 0 cached; 1 and 2 encoded each time
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "caching all 1000 questions needs about" in warnings[0]
@@ -83,3 +93,13 @@ def test_only_a_frozen_reader_takes_a_cache(tokenizer):
     reader.use_encoder_cache(EncoderCache(budget_mib=64))
     with_grad = reader.encode(tokens(reader), with_grad=True, cached=True)  # never from the cache
     assert reader.encoder_cache.stats.misses == 0 and with_grad.hidden.shape[0] == 3
+
+
+def test_moving_the_reader_to_another_device_empties_its_cache(tokenizer):
+    reader = make_reader(tokenizer)
+    reader.use_encoder_cache(EncoderCache(budget_mib=64))
+    reader.encode(tokens(reader), cached=True)
+    reader.to("cpu")  # the same device: the entries stay
+    assert reader.encoder_cache.stats.entries == 3
+    reader.to("meta")  # (the one other device every machine has) states on the old one go
+    assert reader.encoder_cache.stats.entries == 0 and reader.encoder_cache.stats.bytes == 0

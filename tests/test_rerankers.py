@@ -739,6 +739,32 @@ def test_compiled_inference_scores_like_eager_and_steps_aside_when_weights_chang
         updated = reranker.predict(pairs, batch_size=3)
     assert "weights changed after compile_for_inference" in caplog.text
     torch.testing.assert_close(torch.tensor(updated), torch.tensor(eager) + 1.0, atol=1e-5, rtol=1e-5)
+    assert reranker._compiled.compiled is None  # the frozen copy is released
+
+
+@needs_cxx
+@pytest.mark.parametrize("update", ["fused_adamw_step", "load_state_dict"])
+def test_compiled_inference_notices_updates_that_leave_version_counters_alone(bert_tokenizer, update):
+    """The trainer's fused AdamW step and load_state_dict(assign=True) do not bump the
+    parameters' version counters; the compiled model must still stop serving old weights."""
+    from gumbel_rerank.training.config import OptimConfig
+    from gumbel_rerank.training.engine import build_optimizer
+
+    reranker = make_bert_reranker(bert_tokenizer).eval().compile_for_inference()
+    pairs = [(q, p) for q, plist in zip(QUESTIONS, PASSAGES, strict=True) for p in plist]
+    before = reranker.predict(pairs, batch_size=3)
+    assert reranker._compiled.working is True
+    if update == "fused_adamw_step":
+        optimizer = build_optimizer(reranker, OptimConfig(lr=0.1))
+        reranker.score(QUESTIONS, PASSAGES).scores.sum().backward()
+        optimizer.step()
+    else:
+        other = make_bert_reranker(bert_tokenizer, seed=1)
+        reranker.load_state_dict(other.state_dict(), assign=True)
+    eager = [float(x) for x in reranker.score(QUESTIONS, PASSAGES).scores[reranker.score(QUESTIONS, PASSAGES).mask].detach()]
+    after = reranker.predict(pairs, batch_size=3)
+    assert after != pytest.approx(before, abs=1e-3)  # the weights did change
+    assert after == pytest.approx(eager, abs=1e-5) and reranker._compiled.working is False
 
 
 @needs_cxx

@@ -161,7 +161,10 @@ class FiDReader:
         return self.model.dtype
 
     def to(self, device: torch.device | str) -> FiDReader:
-        """Move the T5 and the legacy bias weight to ``device``, in place; returns ``self``."""
+        """Move the T5 and the legacy bias weight to ``device``, in place (an encoder cache is
+        emptied: its states were on the old device); returns ``self``."""
+        if self.encoder_cache is not None and torch.device(device) != self.device:
+            self.encoder_cache.clear()
         self.model.to(device)
         if self.legacy_bias_weight is not None:
             self.legacy_bias_weight = self.legacy_bias_weight.to(device)
