@@ -791,3 +791,18 @@ def test_compiled_inference_without_a_working_compiler_warns_and_scores_eagerly(
     eager, scores, working = json.loads(done.stdout.strip().splitlines()[-1])
     assert working is False and scores == eager
     assert "compiling the reranker failed" in done.stderr
+
+
+def test_compiling_again_or_dropping_it_releases_the_previous_compiled_model(bert_tokenizer):
+    """compile_for_inference() again (as the stale-weights warning advises) or with
+    enabled=False frees the previous compiled model and removes its hook from the model, which
+    would otherwise keep it, and its frozen graph, alive. (Compilation itself is lazy: none
+    happens here.)"""
+    reranker = make_bert_reranker(bert_tokenizer).eval().compile_for_inference()
+    first = reranker._compiled
+    reranker.compile_for_inference()
+    assert first.compiled is None and first.working is False
+    assert len(reranker.hf_model._load_state_dict_post_hooks) == 1
+    reranker.compile_for_inference(enabled=False)
+    assert reranker._compiled is None and not reranker.is_compiled
+    assert len(reranker.hf_model._load_state_dict_post_hooks) == 0

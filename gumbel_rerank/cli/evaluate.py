@@ -149,7 +149,7 @@ def run_cli(args: argparse.Namespace) -> int:
             "device": str(device),
             "dtype": dtype,
             # whether the compiled model served the scores (False: not asked, or it fell back)
-            "reranker_compiled": reranker is not None and getattr(reranker._compiled, "working", None) is True,
+            "reranker_compiled": reranker is not None and reranker.is_compiled,
         }
     )
     print(render_markdown(report))

@@ -504,7 +504,7 @@ class _Stream:
             batches=self.scorer.batches,
             seconds=seconds,
             device=device,
-            compiled=getattr(self.scorer.reranker._compiled, "working", None) is True,
+            compiled=self.scorer.reranker.is_compiled,
         )
 
     def _write(self, out: IO[bytes], batch: list[Item], bar: Any) -> None:

@@ -63,7 +63,7 @@ class CompiledInference:
         if not _HOOK:
             _HOOK.append(register_optimizer_step_post_hook(_after_optimizer_step))
         _LIVE.add(self)
-        model.register_load_state_dict_post_hook(self._loaded)
+        self._load_hook = model.register_load_state_dict_post_hook(self._loaded)
 
     def _loaded(self, module: nn.Module, incompatible: Any) -> None:
         self.weights_changed = True
@@ -85,6 +85,13 @@ class CompiledInference:
     def _give_up(self) -> None:
         self.working = False
         self.compiled = None  # frees the graph and its frozen copy of the weights
+
+    def release(self) -> None:
+        """Stop serving for good: drop the compiled graph and detach from the model's hooks
+        (the load hook would otherwise keep this object, and its graph, alive)."""
+        self._give_up()
+        self._load_hook.remove()
+        _LIVE.discard(self)
 
     def __call__(self, **inputs: Any) -> Any:
         """The model's output for ``inputs``; the eager model's if compilation fails."""

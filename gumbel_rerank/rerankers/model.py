@@ -447,10 +447,8 @@ class Reranker(nn.Module):
             isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1
         ):
             raise ValueError(f"top_k must be a positive int or None, got {top_k!r}.")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}.")
         items = list(passages)
-        scores = self.predict([(question, p) for p in items], batch_size=batch_size)
+        scores = self.predict([(question, p) for p in items], batch_size=batch_size)  # checks batch_size
         order = sorted(range(len(items)), key=lambda i: (-scores[i], i))
         if top_k is not None:
             order = order[:top_k]
@@ -531,8 +529,16 @@ class Reranker(nn.Module):
         the first call; if they change later, scoring falls back to the eager model with a
         warning. Training (gradients on) always runs eagerly. ``enabled=False`` drops it.
         Returns ``self``."""
+        if self._compiled is not None:
+            self._compiled.release()
         self._compiled = CompiledInference(self.hf_model) if enabled else None
         return self
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether scoring without gradients runs the compiled model: compiled by a first call,
+        and neither fallen back (no compiler, changed weights) nor dropped."""
+        return self._compiled is not None and self._compiled.working is True
 
     # ------------------------------------------------------------------ training helpers
     def gradient_checkpointing_enable(

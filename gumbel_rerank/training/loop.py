@@ -118,6 +118,8 @@ class Trainer:
         step_diagnostics: ``batch -> metrics`` logged with the objective's own on logging
             steps (e.g. how often gold passages were sampled); it may read labels the
             objective itself never sees.
+        log_extras: ``() -> metrics`` added once to each logged step's record (running
+            counters of the job, e.g. the encoder cache's), not per micro-batch.
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class Trainer:
         extra_run_files: dict[str, Any] | None = None,
         device: torch.device | None = None,
         step_diagnostics: Callable[[Batch], dict[str, float]] | None = None,
+        log_extras: Callable[[], dict[str, float]] | None = None,
     ) -> None:
         self.module = module
         self.objective = objective
@@ -146,6 +149,7 @@ class Trainer:
         self.config = config
         self.extra_run_files = extra_run_files or {}
         self.step_diagnostics = step_diagnostics
+        self.log_extras = log_extras
         self.device = device or resolve_device(run.device)
         self.out = Path(run.output_dir)
         self.ckpt_root = self.out / "checkpoints"
@@ -209,13 +213,12 @@ class Trainer:
         try:
             log.write(step, record, wandb_run)
         except OSError as err:
-            previous = ckpt.last_good_checkpoint(self.ckpt_root)
-            raise OSError(
-                err.errno,
-                f"{err.strerror}; the last checkpoint {previous or '(none yet)'} is intact: free "
-                "space and run the same command with --resume",
-                err.filename,
-            ) from err
+            raise OSError(err.errno, f"{err.strerror}; {self._intact_note()}", err.filename) from err
+
+    def _intact_note(self) -> str:
+        """What a write failure tells the user: the checkpoint that survived, and what to do."""
+        previous = ckpt.last_good_checkpoint(self.ckpt_root)
+        return f"the last checkpoint {previous or '(none yet)'} is intact: free space and run the same command with --resume"
 
     # -- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, engine: Engine, info: distributed.DistInfo, step: int) -> None:
@@ -229,10 +232,8 @@ class Trainer:
         except (OSError, RuntimeError) as err:  # torch.save reports write failures as RuntimeError
             if info.is_main:
                 shutil.rmtree(tmp, ignore_errors=True)
-            previous = ckpt.last_good_checkpoint(self.ckpt_root)
             raise ckpt.CheckpointStateError(
-                f"saving the step {step} checkpoint into {tmp} failed ({err}); the previous checkpoint "
-                f"{previous or '(none yet)'} is intact: free space and run the same command with --resume"
+                f"saving the step {step} checkpoint into {tmp} failed ({err}); {self._intact_note()}"
             ) from err
 
     def _write_checkpoint(self, engine: Engine, info: distributed.DistInfo, step: int, tmp: Path) -> None:
@@ -394,6 +395,8 @@ class Trainer:
             # NaN = "nothing to measure in this micro-batch": left out of the mean
             values = [m[key] for m in step_metrics if not math.isnan(m[key])]
             record[key] = sum(values) / len(values) if values else math.nan
+        if want_log and self.log_extras is not None:
+            record.update(self.log_extras())
         return record
 
     def _check_finite(self, engine: Engine, step: int, losses: list[float], ids: list[str]) -> None:

@@ -123,7 +123,8 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluat
             "objective.json": describe(objective, cfg),
         },
         device=device,
-        step_diagnostics=lambda batch: {**exploration_metrics(objective, batch), **cache_metrics(reader)},
+        step_diagnostics=lambda batch: exploration_metrics(objective, batch),
+        log_extras=lambda: cache_metrics(reader),
     )
     return trainer, reader, evaluator
 
