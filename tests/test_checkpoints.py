@@ -275,3 +275,36 @@ def test_a_tokenizer_larger_than_the_readers_vocabulary_is_refused_at_load(tok_d
         FiDReader.from_pretrained(tmp_path / "small", tokenizer=tok_dir)
     tiny_t5(vocab, seed=0).save_pretrained(tmp_path / "same")
     FiDReader.from_pretrained(tmp_path / "same", tokenizer=tok_dir)  # a matching pair loads
+
+
+def test_with_the_legacy_bias_a_zero_one_mask_equals_selecting_the_kept_passages(tmp_path, plain_model, tok_dir):
+    """The legacy bias depends on where a passage's tokens sit. Training masks passages in their
+    incoming slots and evaluation selects the top k: the selected passages keep their slots, so
+    both read the same thing (before, select() repacked them and the losses differed)."""
+    bias = legacy_bias_for(plain_model, seed=2) * 3
+    write_fid_checkpoint(tmp_path / "fid", plain_model, bias, sparse_302_config(plain_model))
+    # short passages and a long answer: the bias reaches keys of the first two slots
+    reader = FiDReader.from_pretrained(tmp_path / "fid", tokenizer=tok_dir, config=FiDReaderConfig(text_maxlength=6))
+    assert reader.use_legacy_bias
+    states = reader.encode(reader.tokenize_passages(QUESTIONS, PASSAGES))
+    labels = reader.tokenize_targets([f"{a} {a} {a}" for a in ANSWERS])
+    n = states.n_passages
+    for chosen in ([[2, 1]] * 3, [[1, 2]] * 3, [[0, 2]] * 3, [[2, 0]] * 3, [[1, -1]] * 3):
+        doc_idx = torch.tensor(chosen)
+        log_mask = torch.full((len(QUESTIONS), n), -1e4)
+        for row, picks in enumerate(chosen):
+            for i in picks:
+                if i >= 0:
+                    log_mask[row, i] = 0.0
+        masked = reader.lm_loss(states, labels, log_mask)
+        selected = states.select(doc_idx)
+        read = reader.lm_loss(selected, labels, torch.zeros(len(QUESTIONS), doc_idx.shape[1]))
+        torch.testing.assert_close(read, masked, atol=1e-6, rtol=1e-6)
+        # generation from the selection reads the same passages at the same positions
+        assert torch.equal(reader.generate_ids(states, doc_idx, 4), reader.generate_ids(selected, None, 4))
+    # the slots matter: the same passages repacked into slots 0, 1 read differently
+    repacked = states.select(torch.tensor([[2, 1]] * 3))
+    repacked.slots = None
+    kept = torch.full((len(QUESTIONS), n), -1e4)
+    kept[:, 1:] = 0.0
+    assert not torch.allclose(reader.lm_loss(repacked, labels, torch.zeros(3, 2)), reader.lm_loss(states, labels, kept), atol=1e-5)

@@ -71,6 +71,8 @@ def test_parse_overrides_nests_and_types():
     [
         (["--data.n_passages=2", "--objective.mask.k=3"], None, r"mask.k = 3 exceeds data.n_passages = 2"),
         (["--data.n_passages=2", "--eval.k=5", "--objective.name=lce"], None, r"eval.k = 5 exceeds data.n_passages = 2"),
+        (["--eval.k=3"], None, r"objective.settings.mask.k = 5 but eval.k = 3"),
+        (["--eval.k=3", "--objective.settings.mask.k=2"], None, r"mask.k = 2 but eval.k = 3.*allow_other_k"),
         ([], '{"zero_optimization": {"stage": 4}}', r"run.deepspeed: .*zero_optimization.stage = 4"),
         ([], "{not json", r"run.deepspeed: .*not valid JSON"),
     ],
@@ -99,3 +101,17 @@ def test_shipped_deepspeed_configs_pass_the_stage_check():
     assert files
     for path in files:
         read_deepspeed_config(str(path))
+
+
+def test_mask_k_must_match_eval_k_unless_allowed():
+    from gumbel_rerank.config import from_dict
+    from gumbel_rerank.training.config import CompareConfig
+
+    cfg = load_config(TrainConfig, None, ["--eval.k=3", "--objective.settings.mask.k=5", "--eval.allow_other_k=true"])
+    assert (cfg.eval_k(), cfg.objective.mask.k) == (3, 5)
+    assert load_config(TrainConfig, None, ["--eval.k=3", "--objective.settings.mask.k=3"]).eval_k() == 3
+    # compare: a bare gumbel entry (k = 5) judged at k = 3 names its entry
+    with pytest.raises(ConfigError, match=r"compare.objectives\[1\].settings.mask.k = 5 but eval.k = 3"):
+        from_dict(CompareConfig, {"compare": {"objectives": [{"name": "lce"}, {"name": "gumbel"}]}, "eval": {"k": 3}})
+    # without eval.k compare judges at 5, which a bare entry matches
+    assert from_dict(CompareConfig, {"compare": {"objectives": [{"name": "gumbel"}]}}).eval.k == 5

@@ -495,6 +495,25 @@ def test_flag_beats_titles_beats_answer(tmp_path, load):
     assert [p.gold for p in titles.passages] == [False, True, False]
 
 
+def test_yes_no_questions_count_every_gold_passage_as_indirect(tmp_path, load):
+    """The indirect rule is literal: gold and no answer string. A yes/no answer is in no
+    passage, so both supporting passages of a comparison question are indirect evidence; a
+    passage that says "yes" is direct."""
+    ctxs = [
+        {"title": "Polonium", "text": "Polonium is element 84.", "gold": True},
+        {"title": "Radium", "text": "Radium is element 88.", "gold": True},
+        {"title": "Paris", "text": "Paris is a city.", "gold": False},
+    ]
+    said = [*ctxs[:1], {"title": "Radium", "text": "Yes, radium is an element.", "gold": True}, ctxs[2]]
+    records = [
+        _rec(id="yesno", question="Are polonium and radium both elements?", target="yes", answers=["yes"], ctxs=ctxs),
+        _rec(id="said", question="Are polonium and radium both elements?", target="yes", answers=["yes"], ctxs=said),
+    ]
+    yesno, with_yes = load(write_jsonl(tmp_path / "d.jsonl", records))
+    assert yesno.answer_passages == () and yesno.indirect_gold_indices == (0, 1) and yesno.direct_gold_indices == ()
+    assert with_yes.indirect_gold_indices == (0,) and with_yes.direct_gold_indices == (1,)
+
+
 @pytest.mark.parametrize("name", ["gold", "is_gold", "is_supporting", "has_answer"])
 def test_each_flag_name_is_recognised_with_bools_or_01(tmp_path, load, name):
     path = write_jsonl(

@@ -3,6 +3,7 @@ and the exploration diagnostics the trainer logs (which gold passages the sample
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -107,3 +108,37 @@ def test_the_metrics_log_carries_exploration(world, tmp_path):
     train = [r for r in logged if "loss" in r]
     for key in ("sampled_gold_direct", "score_spread", "mask_entropy", "effective_k"):
         assert all(key in r for r in train), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_standardising_a_one_passage_or_tied_row_keeps_every_gradient_finite(dtype):
+    """A question with one valid candidate or with tied scores has zero spread; sqrt at 0 gave
+    an infinite derivative and 0 x inf = NaN reached every parameter (fixed: eps inside)."""
+    scores = torch.tensor([[0.7, 0.0, 0.0], [1.5, 1.5, 1.5], [0.2, -0.4, 1.0]], dtype=dtype, requires_grad=True)
+    valid = torch.tensor([[True, False, False], [True, True, True], [True, True, True]])
+    z = standardize_scores(scores, valid)
+    assert torch.isfinite(z).all() and float(z[0, 0]) == 0.0 and (z[1] == 0).all()
+    noise = example_gumbel_noise(0, 0, [0, 1, 2], [1, 3, 3], 2, 3)
+    log_mask = relaxed_topk_log_mask(z, valid, MaskConfig(k=2), noise=noise)
+    (log_mask * torch.tensor([[1.0, 2.0, 3.0]] * 3)).sum().backward()
+    assert torch.isfinite(scores.grad).all()
+
+
+def test_questions_whose_candidates_all_fit_in_k_leave_the_loss_mean(parts):
+    """Rows with no more valid candidates than k keep everything (constant mask, no gradient);
+    they are left out of the mean, so the other rows' gradient is not diluted."""
+    reader, reranker, batch = parts
+    batch = dataclasses.replace(batch, passages=[list(p) for p in batch.passages])
+    batch.passages[1] = batch.passages[1][:3]  # three candidates: all kept at k = 3
+    ctx = StepContext(step=0, seed=0)
+    objective = build_objective("gumbel", {"mask": {"k": 3}}, reader=reader)
+    loss, _ = objective.loss(reranker, batch, ctx)
+    scores, valid = reranker.score(batch.questions, batch.passages)
+    n = scores.shape[1]
+    noise = example_gumbel_noise(0, 0, batch.positions, valid.sum(1).tolist(), 3, n)
+    log_mask = relaxed_topk_log_mask(scores, valid, MaskConfig(k=3), noise=noise)
+    states = reader.encode(reader.tokenize_passages(batch.questions, batch.passages, n_passages=n))
+    per_row = reader.lm_loss(states, reader.tokenize_targets(batch.targets), log_mask)
+    selects = valid.sum(1) > 3
+    assert selects.any() and not selects.all(), "the fixture needs both kinds of rows"
+    torch.testing.assert_close(loss, per_row[selects].mean())

@@ -169,3 +169,31 @@ def test_a_batch_without_signal_gives_a_zero_loss_that_backpropagates():
     ):
         assert float(loss.detach()) == 0.0
         loss.backward()  # a graph is still there: training does not stop on such a batch
+
+
+@pytest.mark.filterwarnings("ignore:reduction. .mean. divides")
+def test_kl_entry_reduction_is_atlas_kldivloss():
+    """Atlas: torch.nn.KLDivLoss()(log_softmax(w/tau_s), softmax(g/tau_g)), mean over B x n."""
+    torch.manual_seed(0)
+    target, scores = torch.randn(4, 5), torch.randn(4, 5)
+    valid = torch.ones(4, 5, dtype=torch.bool)
+    atlas = torch.nn.KLDivLoss()(torch.log_softmax(scores / 0.5, -1), torch.softmax(target / 0.1, -1))
+    ours = kl_to_student(target, scores, valid, 0.1, 0.5, reduction="entry")
+    torch.testing.assert_close(ours, atlas)
+    torch.testing.assert_close(kl_to_student(target, scores, valid, 0.1, 0.5) / 5, ours)
+    with pytest.raises(ValueError, match="reduction"):
+        kl_to_student(target, scores, valid, 1.0, 1.0, reduction="batchmean")
+
+
+def test_emdr2_token_level_batch_average_is_atlas_logprob():
+    """Atlas's logprob: -sum over every real answer token of the batch / their number."""
+    torch.manual_seed(1)
+    scores = torch.randn(2, 3)
+    tokens = torch.randn(2, 3, 4).log_softmax(-1)
+    token_valid = torch.tensor([[True, True, True, True], [True, False, False, False]])
+    marginal = torch.logsumexp(torch.log_softmax(scores, -1)[:, :, None] + tokens, dim=1)  # (B, T)
+    atlas = -(marginal * token_valid).sum() / token_valid.sum()
+    got = emdr2_token_loss(scores, tokens, token_valid, torch.ones(2, 3, dtype=torch.bool), token_average="batch")
+    torch.testing.assert_close(got, atlas)
+    per_question = -((marginal * token_valid).sum(1) / token_valid.sum(1)).mean()
+    torch.testing.assert_close(emdr2_token_loss(scores, tokens, token_valid, torch.ones(2, 3, dtype=torch.bool)), per_question)

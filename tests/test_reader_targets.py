@@ -5,6 +5,8 @@ applied to attention weights captured with ``output_attentions``. Plus the exact
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from tiny_world import build_world
@@ -116,3 +118,38 @@ def test_cached_targets_give_the_same_loss_and_are_reused(parts, name):
     torch.testing.assert_close(again, expected)
     assert cached.cache.misses == len(batch) and cached.cache.hits == len(batch)
     assert cached.describe()["cache_targets"] is True and cached.describe()["cached"]
+
+
+def test_adist_targets_use_atlas_normaliser(parts):
+    """Atlas's evalnormsum: the attention mass over 256 x decoder layers x answer tokens."""
+    reader, _, batch = parts
+    n = max(len(p) for p in batch.passages)
+    states, labels = read_batch(reader, batch, n)
+    mass = reader.cross_attention_mass(states, labels)
+    tokens = (labels != IGNORE_INDEX).sum(dim=1, keepdim=True)
+    layers = len(reader.model.decoder.block)
+    atlas = build_objective("adist", {}, reader=reader).reader_targets(batch, n)
+    torch.testing.assert_close(atlas, mass / (256 * layers * tokens))
+    raw = build_objective("adist", {"normaliser": "none"}, reader=reader).reader_targets(batch, n)
+    torch.testing.assert_close(raw, mass)
+
+
+def test_with_atlas_normaliser_atlas_temperature_is_not_one_hot_on_the_demo_reader(tmp_path):
+    """On the shipped chain reader, tau 0.01 on the raw mass gives a one-hot target (entropy 0);
+    with Atlas's normaliser the target keeps most of its spread, as in Atlas."""
+    from gumbel_rerank.demo.command import demo_spec
+    from gumbel_rerank.demo.dataset import write_demo_data
+    from gumbel_rerank.demo.reader_recipe import SHIPPED_READER
+    from gumbel_rerank.objectives.distill import target_metrics
+
+    paths = write_demo_data(dataclasses.replace(demo_spec(8), n_dev=8, n_test=0), tmp_path)
+    settings = FiDReaderConfig(text_maxlength=32, answer_maxlength=6, answer_from="last_word")
+    reader = FiDReader.from_pretrained(SHIPPED_READER, config=settings)
+    batch = make_collate(load_questions(paths["dev"]), None)([(i, i) for i in range(8)])
+    valid = torch.ones(8, 10, dtype=torch.bool)
+    entropy = {}
+    for normaliser in ("atlas", "none"):
+        targets = build_objective("adist", {"normaliser": normaliser}, reader=reader).reader_targets(batch, 10)
+        entropy[normaliser] = target_metrics(targets, targets, valid, 0.01)["target_entropy"]
+    assert entropy["none"] < 0.05
+    assert entropy["atlas"] > 1.5  # of at most ln 10 = 2.30

@@ -33,7 +33,8 @@ def cli_main(argv: list[str]) -> int:
         choices=RECIPES,
         default="answer",
         help="answer: the shipped answer-only reader; chain: a reader of '<intermediate> <answer>' "
-        "targets on a shared name pool (demo/assets/reader_chain_recipe.yaml)",
+        "targets on a shared name pool (demo/assets/reader_chain_recipe.yaml); redundant: the chain reader "
+        "fine-tuned on facts stated twice (reader_redundant_recipe.yaml)",
     )
     parser.add_argument(
         "--train-questions",

@@ -123,7 +123,13 @@ class Question:
     @property
     def indirect_gold_indices(self) -> tuple[int, ...]:
         """Gold passages that do not contain an answer: the "indirectly relevant" subset
-        (method.md section 4), e.g. bridge passages of multi-hop questions."""
+        (method.md section 4), e.g. bridge passages of multi-hop questions.
+
+        The rule is the paper's, applied literally: "does not contain an answer string". So on a
+        question whose answer is stated in no passage, typically a yes/no comparison question
+        (HotpotQA's "Are X and Y both ...?": no passage says "yes"), every gold passage is
+        indirect, and such questions enter the indirect subset with both supporting passages.
+        A passage that happens to contain the word "yes" counts as containing the answer."""
         with_answer = set(self.answer_passages or ())
         return tuple(i for i in self.gold_indices if i not in with_answer)
 

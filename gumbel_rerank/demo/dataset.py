@@ -27,7 +27,8 @@ context, only the bridge says which X is meant. How many of each kind a question
 
 Invariants (tested in tests/test_demo_data.py):
 
-* **The answer appears in exactly one passage: the answer passage.** No distractor and not the
+* **The answer appears in exactly one passage: the answer passage** (with
+  ``DemoSpec.redundant`` containing "answer": in exactly the answer passage and its restatement). No distractor and not the
   bridge contains the answer word (nor does any title): distractor values are drawn from the
   attribute's values with the answer excluded, and the answer vocabularies of different
   attributes are disjoint. So no passage other than the bridge-selected one lets a reader answer,
@@ -90,6 +91,8 @@ __all__ = [
     "DISTRACTOR_KINDS",
     "FIELD_WORDS",
     "LINKS",
+    "REDUNDANT_FACTS",
+    "RESTATED",
     "SPLITS",
     "CorpusStats",
     "DemoSpec",
@@ -151,6 +154,14 @@ ATTRIBUTES: dict[str, tuple[str, str, tuple[str, ...]]] = {
         ("rice", "bread", "soup", "curry", "pasta", "salad", "stew", "tacos"),
     ),
 }
+
+#: Restatements of a fact in other words (the redundant-evidence setting, ``DemoSpec.redundant``):
+#: "the {noun} of {s} is {o} ." for a link, "the {noun} of {s} is {a} ." for an attribute, where
+#: noun is the question's noun of the relation. Every word is already a word of the templates and
+#: questions, so the demo vocabulary (and the shipped readers' tokenizer) covers them.
+RESTATED = "the {noun} of {s} is {o} ."
+#: Facts that ``DemoSpec.redundant`` may state twice, and the role of the second statement.
+REDUNDANT_FACTS = {"bridge": "bridge:restated", "answer": "answer:restated"}
 
 #: Distractor kinds. E = the question's entity, M = the intermediate entity, "asked" = the
 #: question's link or attribute. None contains the answer (module docstring, invariants).
@@ -238,6 +249,11 @@ class DemoSpec:
             measure reading; demo.md: tiny readers learn two-hop matching on a shared pool).
         chain_target: train the reader on the chain "<intermediate> <answer>" (``target``);
             ``answers`` stay the answer word, so EM and F1 judge the final hop only.
+        redundant: facts of the chain stated by a second passage in other words
+            (:data:`REDUNDANT_FACTS`: "bridge", "answer"), as Wikipedia repeats facts across
+            articles: "the mentor of nilo is bakomu ." besides "nilo studied under the teacher
+            bakomu ."; the second passage is gold too, with role ``bridge:restated`` /
+            ``answer:restated``, and takes a distractor's slot. Either statement suffices.
     """
 
     n_train: int = 4000
@@ -256,8 +272,14 @@ class DemoSpec:
     answer_cue: float = 0.5
     shared_pool: int = 0
     chain_target: bool = False
+    redundant: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        unknown = [fact for fact in self.redundant if fact not in REDUNDANT_FACTS]
+        if unknown or len(set(self.redundant)) != len(self.redundant):
+            raise ValueError(f"redundant: {list(self.redundant)} must be distinct facts of {sorted(REDUNDANT_FACTS)}")
+        if self.n_passages < 2 + len(self.redundant):
+            raise ValueError(f"n_passages must be >= {2 + len(self.redundant)} (bridge, answer and their restatements)")
         for name in ("n_train", "n_dev", "n_test"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -270,7 +292,7 @@ class DemoSpec:
                 )
             if weight < 0:
                 raise ValueError(f"distractor weight for {kind!r} must be >= 0, got {weight}")
-        if self.n_passages > 2 and sum(w for _, w in self.distractor_mix) <= 0:
+        if self.n_passages > 2 + len(self.redundant) and sum(w for _, w in self.distractor_mix) <= 0:
             raise ValueError("distractor_mix needs a positive total weight when n_passages > 2")
         # A question uses at most 2 people per passage (other_bridge introduces two).
         need = 2 * self.n_passages
@@ -379,8 +401,9 @@ def demo_vocabulary(spec: DemoSpec) -> list[str]:
 
 def distractor_counts(spec: DemoSpec) -> dict[str, int]:
     """Distractors of each kind per question: ``spec.distractor_mix`` weights apportioned to
-    ``n_passages - 2`` slots by largest remainder (ties go to the kind listed first)."""
-    slots = spec.n_passages - 2
+    ``n_passages - 2 - len(spec.redundant)`` slots by largest remainder (ties go to the kind
+    listed first)."""
+    slots = spec.n_passages - 2 - len(spec.redundant)
     weights: dict[str, int] = {}
     for kind, weight in spec.distractor_mix:
         weights[kind] = weights.get(kind, 0) + weight
@@ -414,7 +437,13 @@ class _Question:
     """The facts of one question, kept consistent: each (subject, relation) stated once."""
 
     def __init__(
-        self, rng: random.Random, people: Iterator[str], link: str, attr: str, cued: bool
+        self,
+        rng: random.Random,
+        people: Iterator[str],
+        link: str,
+        attr: str,
+        cued: bool,
+        redundant: Sequence[str] = (),
     ) -> None:
         self.rng = rng
         self.people = people
@@ -430,6 +459,17 @@ class _Question:
         self._add(self.entity, link, self.middle, "bridge")
         cue = f"the {LINKS[link][0]} of {self.entity}" if cued else ""
         self._add(self.middle, attr, self.answer, "answer", cue)
+        restated = {"bridge": (self.entity, LINKS[link][0], self.middle), "answer": (self.middle, attr, self.answer)}
+        for fact in redundant:  # the same fact again, in other words (not a new fact)
+            subject, noun, obj = restated[fact]
+            self.passages.append(
+                {
+                    "title": subject,
+                    "text": RESTATED.format(noun=noun, s=subject, o=obj),
+                    "gold": True,
+                    "role": REDUNDANT_FACTS[fact],
+                }
+            )
 
     def _add(self, subject: str, relation: str, obj: str, role: str, cue: str = "") -> None:
         if (subject, relation) in self.facts:  # a bug in a maker, never data-dependent
@@ -514,7 +554,7 @@ def _question(
     link = rng.choice(sorted(LINKS))
     people = iter(rng.sample(list(pool), 2 * spec.n_passages))
     cued = rng.random() < spec.answer_cue
-    q = _Question(rng, people, link, attr, cued)
+    q = _Question(rng, people, link, attr, cued, spec.redundant)
     for kind in _BUILD_ORDER:
         for _ in range(counts.get(kind, 0)):
             q.add_distractor(kind)

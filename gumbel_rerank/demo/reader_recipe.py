@@ -18,6 +18,7 @@ used by G-Rerank on all ten (with a soft mask over them).
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,8 +35,13 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 RECIPE = ASSETS / "reader_recipe.yaml"
 #: The demo's reader: the two-stage chain reader (assets/README.md has its remake commands).
 SHIPPED_READER = ASSETS / "chain_reader"
-#: recipe name -> (train-reader recipe, data spec of its training questions)
-RECIPES = ("answer", "chain")
+#: The reader of the redundant-evidence setting: the chain reader fine-tuned to read facts
+#: stated twice (``DemoSpec.redundant``; assets/README.md has its remake command).
+REDUNDANT_READER = ASSETS / "chain_reader_redundant"
+#: Reader recipes of ``gumbel-rerank demo-reader --recipe``.
+RECIPES = ("answer", "chain", "redundant")
+#: The facts the redundant-evidence setting states twice.
+REDUNDANT = ("bridge", "answer")
 #: The chain reader's name pool (shared by all splits; demo.md "Chain readers").
 CHAIN_POOL = 60
 
@@ -84,17 +90,19 @@ class DemoReaderArch:
 def reader_spec(n_train: int = READER_TRAIN_QUESTIONS, recipe: str = "answer") -> DemoSpec:
     """The data spec of a reader recipe with ``n_train`` training questions: the default demo
     spec ("answer"), or ("chain") one shared pool of names, chain targets and uncued answer
-    passages (the bridge is then the only way to the answer)."""
-    if recipe == "chain":
-        return DemoSpec(n_train=n_train, shared_pool=CHAIN_POOL, chain_target=True, answer_cue=0.0)
+    passages (the bridge is then the only way to the answer), or ("redundant") the chain spec
+    with the bridge and the answer fact each stated twice in other words."""
+    if recipe in ("chain", "redundant"):
+        redundant = REDUNDANT if recipe == "redundant" else ()
+        return DemoSpec(n_train=n_train, shared_pool=CHAIN_POOL, chain_target=True, answer_cue=0.0, redundant=redundant)
     return DemoSpec(n_train=n_train)
 
 
 def recipe_file(recipe: str) -> Path:
-    """The train-reader recipe of ``recipe`` ("answer" or "chain")."""
+    """The train-reader recipe of ``recipe`` (one of :data:`RECIPES`)."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    return RECIPE if recipe == "answer" else ASSETS / "reader_chain_recipe.yaml"
+    return {"answer": RECIPE, "chain": ASSETS / "reader_chain_recipe.yaml", "redundant": ASSETS / "reader_redundant_recipe.yaml"}[recipe]
 
 
 def build_initial_reader(
@@ -126,13 +134,21 @@ def recipe_config(out: Path, overrides: list[str] | None = None, recipe: str = "
 
 
 def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS, recipe: str = "answer") -> None:
-    """Data (the recipe's spec) and the initial reader (random init from ``seed``) under
-    ``out``; each is skipped when already there, so a resume reuses them."""
+    """Data (the recipe's spec) and the initial reader under ``out``: random init from ``seed``,
+    or for "redundant" a copy of the shipped chain reader (it fine-tunes that reader; the
+    restatements use only words its tokenizer has). Each is skipped when already there, so a
+    resume reuses them."""
     spec = reader_spec(n_train, recipe)
     if not (out / "data" / "train.jsonl").is_file():
         print(f"demo-reader: writing {spec.n_train} training questions to {out / 'data'}", flush=True)
         write_demo_data(spec, out / "data")
-    if not (out / "init" / "model.safetensors").is_file():
+    if (out / "init" / "model.safetensors").is_file():
+        return
+    if recipe == "redundant":
+        (out / "init").mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
+            shutil.copy2(SHIPPED_READER / name, out / "init" / name)
+    else:
         build_initial_reader(out / "init", spec, seed=seed)
 def check_reader(
     model: Path, dev: Path, settings: FiDReaderConfig, device: str = "auto", recipe: str = "answer"
@@ -142,6 +158,7 @@ def check_reader(
     from gumbel_rerank.demo.reading_check import (
         CHAIN_CONTEXTS,
         CONTEXTS,
+        REDUNDANT_CONTEXTS,
         format_reading_check,
         read_demo_records,
         reading_check,
@@ -151,7 +168,7 @@ def check_reader(
     from gumbel_rerank.reader.fid import FiDReader
 
     reader = FiDReader.from_pretrained(model, config=settings).to(resolve_device(device))
-    contexts = CHAIN_CONTEXTS if recipe == "chain" else CONTEXTS
+    contexts = {"chain": CHAIN_CONTEXTS, "redundant": REDUNDANT_CONTEXTS}.get(recipe, CONTEXTS)
     result = reading_check(reader, read_demo_records(dev), contexts=contexts)
     write_atomic(model / "reading_check.json", json.dumps(result, indent=1) + "\n")
     return format_reading_check(result)

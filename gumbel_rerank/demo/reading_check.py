@@ -12,6 +12,12 @@ demo data (``gumbel_rerank.demo.dataset``):
 * ``answer``: the answer passage alone (the value can be copied; no choice is left);
 * ``bridge``: the bridge alone (the answer is not in it: EM measures guessing).
 
+Data with restated facts (``DemoSpec.redundant``: roles ``bridge:restated``,
+``answer:restated``) has :data:`REDUNDANT_CONTEXTS`: ``all_but_bridge`` then keeps the
+restatement, so it measures whether the other copy covers; ``all_but_any_bridge`` drops both;
+``*_restated_*`` drop only the restatement; ``hard_restated`` is ``hard`` with both facts given
+only by their restatements.
+
 Each EM is reported over all questions, the cued ones (the answer passage names the question's
 entity, so the bridge is redundant) and the uncued ones (only the bridge tells the answer passage
 from the wrong chain). The reader "uses the bridge" when uncued EM with ``all`` is clearly above
@@ -36,7 +42,21 @@ CONTEXTS = ("all", "all_but_bridge", "gold", "answer", "bridge")
 HARD_ROLES = ("bridge", "answer", "distractor:entity_link", "distractor:linked_attribute", "distractor:entity_trap")
 TRIPLE_ROLES = ("bridge", "answer", "distractor:linked_attribute")
 CHAIN_CONTEXTS = ("hard", "hard_but_bridge", "triple", "triple_but_bridge", *CONTEXTS)
+#: The redundant-evidence reader's check: each copy of each fact alone and neither.
+REDUNDANT_CONTEXTS = (
+    "all",
+    "all_but_bridge",
+    "all_but_restated_bridge",
+    "all_but_any_bridge",
+    "all_but_answer",
+    "all_but_restated_answer",
+    "hard",
+    "hard_restated",
+    "hard_but_any_bridge",
+)
 SUBSETS = ("all", "cued", "uncued")
+_RESTATED = {"bridge": "bridge:restated", "answer": "answer:restated"}
+_HARD_RESTATED = tuple(_RESTATED.get(role, role) for role in HARD_ROLES)
 
 
 def read_demo_records(path: str | Path, limit: int | None = None) -> list[dict]:
@@ -69,6 +89,12 @@ def context_passages(record: dict, context: str) -> list[dict]:
         "hard_but_bridge": lambda role: role in HARD_ROLES and role != "bridge",
         "triple": lambda role: role in TRIPLE_ROLES,
         "triple_but_bridge": lambda role: role in TRIPLE_ROLES and role != "bridge",
+        "all_but_restated_bridge": lambda role: role != "bridge:restated",
+        "all_but_any_bridge": lambda role: role not in ("bridge", "bridge:restated"),
+        "all_but_answer": lambda role: role != "answer",
+        "all_but_restated_answer": lambda role: role != "answer:restated",
+        "hard_restated": lambda role: role in _HARD_RESTATED,
+        "hard_but_any_bridge": lambda role: role in HARD_ROLES + _HARD_RESTATED and not role.startswith("bridge"),
     }[context]
     return [{"title": c["title"], "text": c["text"]} for c in record["ctxs"] if keep(c["role"])]
 

@@ -38,12 +38,20 @@ def row_mean(values: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return values.sum() * 0.0
 
 
+#: ``kl_reduction`` values: "question" = mean over questions of each question's KL (ours);
+#: "entry" = the sum of the KL terms over every (question, candidate) entry divided by the
+#: number of entries, as Atlas's ``torch.nn.KLDivLoss()`` (reduction "mean") does: the
+#: per-question mean divided by n when every question has n candidates.
+KL_REDUCTIONS = ("question", "entry")
+
+
 def kl_to_student(
     target: torch.Tensor,
     scores: torch.Tensor,
     valid: torch.Tensor,
     tau_target: float,
     tau_student: float,
+    reduction: str = "question",
 ) -> torch.Tensor:
     """``mean_b KL(softmax(target_b / tau_target) || softmax(scores_b / tau_student))``.
 
@@ -53,14 +61,24 @@ def kl_to_student(
         scores: (B, n) reranker scores, the student.
         valid: (B, n) bool; only valid candidates enter either softmax. Rows with fewer than
             two valid candidates carry no ranking signal and are left out of the mean.
+        reduction: "question" (the mean above) or "entry" (Atlas: the summed KL divided by the
+            number of valid entries of the qualifying rows), :data:`KL_REDUCTIONS`.
 
     Returns:
         A scalar (0 when no row qualifies).
     """
+    if reduction not in KL_REDUCTIONS:
+        raise ValueError(f"reduction must be one of {KL_REDUCTIONS}, got {reduction!r}")
     log_p = masked_log_softmax(target.detach(), valid, tau_target)
     log_q = masked_log_softmax(scores, valid, tau_student)
     terms = torch.where(valid, log_p.exp() * (log_p - log_q), torch.zeros_like(log_q))
-    return row_mean(terms.sum(dim=1), valid.sum(dim=1) >= 2)
+    rows = valid.sum(dim=1) >= 2
+    per_question = row_mean(terms.sum(dim=1), rows)
+    if reduction == "question" or not bool(rows.any()):
+        return per_question
+    # the mean over questions times questions / entries = total KL / entries
+    entries = valid[rows].sum()
+    return per_question * rows.sum() / entries
 
 
 # -- reader passes ----------------------------------------------------------------------------

@@ -11,7 +11,12 @@ import torch
 
 from gumbel_rerank.config import ConfigError, require_positive
 from gumbel_rerank.objectives.base import Batch, StepContext
-from gumbel_rerank.objectives.common import TargetCache, kl_to_student, masked_log_softmax
+from gumbel_rerank.objectives.common import (
+    KL_REDUCTIONS,
+    TargetCache,
+    kl_to_student,
+    masked_log_softmax,
+)
 from gumbel_rerank.reader.base import Reader
 from gumbel_rerank.rerankers import Reranker
 
@@ -29,15 +34,22 @@ class DistillSettings:
         cache_targets: compute each question's target once and reuse it (exact: the reader is
             frozen in eval mode and the candidates are fixed); the run folder says so.
         chunk_size: reader rows per decoder call (bounds memory); None = all at once.
+        kl_reduction: how the KL is averaged over a batch: "question" (default: the mean over
+            questions of each one's KL) or "entry" (Atlas: the summed KL over the number of
+            (question, candidate) entries, i.e. the per-question mean divided by n; under Adam
+            this mainly changes how gradient clipping and eps act).
     """
 
     tau_target: float = ATLAS_TAU
     tau_student: float = ATLAS_TAU
     cache_targets: bool = False
     chunk_size: int | None = None
+    kl_reduction: str = "question"
 
     def __post_init__(self) -> None:
         require_positive(self, ("tau_target", "tau_student"), "objective.settings")
+        if self.kl_reduction not in KL_REDUCTIONS:
+            raise ConfigError(f"objective.settings.kl_reduction: {self.kl_reduction!r} is not one of {KL_REDUCTIONS}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError("objective.settings.chunk_size must be >= 1")
 
@@ -79,7 +91,8 @@ class ReaderDistillation(ABC):
         scores, valid = module.score(batch.questions, batch.passages)
         n = scores.shape[1]
         target = self.cache.get(batch, lambda: self.reader_targets(batch, n)).to(scores.device)
-        loss = kl_to_student(target, scores, valid, self.settings.tau_target, self.settings.tau_student)
+        settings = self.settings
+        loss = kl_to_student(target, scores, valid, settings.tau_target, settings.tau_student, settings.kl_reduction)
         metrics: dict[str, float] = {}
         if ctx.log:
             metrics = target_metrics(target, scores.detach(), valid, self.settings.tau_target)

@@ -37,6 +37,8 @@ from gumbel_rerank.reader.formatting import IGNORE_INDEX
 from gumbel_rerank.rerankers import Reranker
 
 LEVELS = ("sequence", "token")
+#: How token-level EMDR2 averages: per question then over questions, or over the batch's tokens.
+TOKEN_AVERAGES = ("question", "batch")
 
 
 @dataclass
@@ -49,6 +51,9 @@ class EMDR2Settings:
         tau_vocab: token level only: temperature on the reader's vocabulary logits.
         cache_targets: compute each question's per-passage likelihoods once (exact).
         chunk_size: (question, passage) rows per decoder call; None = all at once.
+        token_average: token level only: "question" (default: mean over each question's answer
+            tokens, then over questions) or "batch" (Atlas: the sum over every answer token of
+            the batch divided by their number, so long answers weigh more).
     """
 
     level: str = "sequence"
@@ -56,10 +61,13 @@ class EMDR2Settings:
     tau_vocab: float = 1.0
     cache_targets: bool = False
     chunk_size: int | None = None
+    token_average: str = "question"
 
     def __post_init__(self) -> None:
         if self.level not in LEVELS:
             raise ConfigError(f"objective.settings.level: {self.level!r} is not one of {LEVELS}")
+        if self.token_average not in TOKEN_AVERAGES:
+            raise ConfigError(f"objective.settings.token_average: {self.token_average!r} is not one of {TOKEN_AVERAGES}")
         require_positive(self, ("tau_student", "tau_vocab"), "objective.settings")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ConfigError("objective.settings.chunk_size must be >= 1")
@@ -88,22 +96,29 @@ def emdr2_token_loss(
     token_valid: torch.Tensor,
     valid: torch.Tensor,
     tau_student: float = 1.0,
+    token_average: str = "question",
 ) -> torch.Tensor:
     """Token-level EMDR2 from tensors.
 
     Args:
         scores: (B, n). token_logprob: (B, n, T) ``log p(a_t | q, d_i, a_<t)`` (constant).
         token_valid: (B, T) bool, real answer tokens. valid: (B, n) bool.
+        token_average: "question" or "batch" (:data:`TOKEN_AVERAGES`).
 
     Returns:
-        ``-mean_b mean_t logsumexp_i(log_softmax(w / tau)_i + token_logprob_{i,t})``.
+        ``-mean_b mean_t logsumexp_i(log_softmax(w / tau)_i + token_logprob_{i,t})`` ("question");
+        with "batch" the sum over every real token of the qualifying rows over their count
+        (Atlas's ``logprob``).
     """
     log_prior = masked_log_softmax(scores, valid, tau_student)  # (B, n)
     joint = log_prior[:, :, None] + token_logprob.detach().to(scores.device)  # (B, n, T)
     marginal = torch.logsumexp(joint.masked_fill(~valid[:, :, None], float("-inf")), dim=1)  # (B, T)
     keep = token_valid.to(scores.device)
-    per_row = -(marginal.masked_fill(~keep, 0.0)).sum(dim=1) / keep.sum(dim=1).clamp(min=1)
-    return row_mean(per_row, valid.any(dim=1) & keep.any(dim=1))
+    rows = valid.any(dim=1) & keep.any(dim=1)
+    summed = -(marginal.masked_fill(~keep, 0.0)).sum(dim=1)  # (B,)
+    if token_average == "batch" and bool(rows.any()):
+        return summed[rows].sum() / keep[rows].sum()
+    return row_mean(summed / keep.sum(dim=1).clamp(min=1), rows)
 
 
 def fit_tokens(values: torch.Tensor, length: int) -> torch.Tensor:
@@ -151,7 +166,12 @@ class EMDR2Loss:
             labels = self.reader.tokenize_targets(batch.targets)
             tokens = fit_tokens(self.cache.get(batch, lambda: self._token_logprobs(batch, n)), labels.shape[1])
             loss = emdr2_token_loss(
-                scores, tokens.to(scores.device), labels != IGNORE_INDEX, valid, self.settings.tau_student
+                scores,
+                tokens.to(scores.device),
+                labels != IGNORE_INDEX,
+                valid,
+                self.settings.tau_student,
+                self.settings.token_average,
             )
         return loss, ({"loss_marginal_nll": float(loss.detach())} if ctx.log else {})
 

@@ -32,6 +32,7 @@ from gumbel_rerank.masks import (
     relaxed_topk_log_mask,
 )
 from gumbel_rerank.objectives.base import Batch, StepContext
+from gumbel_rerank.objectives.common import row_mean
 from gumbel_rerank.objectives.registry import ObjectiveSpec, register
 from gumbel_rerank.reader.base import EncodedPassages, Reader
 from gumbel_rerank.rerankers import Reranker
@@ -81,14 +82,17 @@ class GumbelSettings:
 
 
 def standardize_scores(scores: torch.Tensor, valid: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Per question: (w - mean) / std over its valid passages (B, n); padding stays as it is
-    (the mask never selects it). Differentiable; a question with one passage gets 0."""
+    """Per question: (w - mean) / sqrt(var + eps) over its valid passages (B, n); padding stays
+    as it is (the mask never selects it). Differentiable with a finite gradient everywhere: a
+    question with one valid passage, or with tied scores, gets 0 and a finite gradient (the
+    eps sits inside the square root, whose derivative at 0 would be infinite, and 0 x inf is
+    the NaN that reached every parameter before; docs/bugs-and-fixes.md)."""
     count = valid.sum(dim=1, keepdim=True).clamp(min=1)
     zeros = torch.zeros_like(scores)
     mean = torch.where(valid, scores, zeros).sum(dim=1, keepdim=True) / count
     centred = torch.where(valid, scores - mean, zeros)
-    std = (centred.pow(2).sum(dim=1, keepdim=True) / count).sqrt()
-    return torch.where(valid, centred / (std + eps), scores)
+    std = (centred.pow(2).sum(dim=1, keepdim=True) / count + eps).sqrt()
+    return torch.where(valid, centred / std, scores)
 
 
 class GumbelRerankLoss:
@@ -144,7 +148,10 @@ class GumbelRerankLoss:
             per_example = self.reader.lm_loss(states.repeat(len(log_masks)), labels.repeat(len(log_masks), 1), stacked)
         else:
             per_example = self.reader.lm_loss(states, labels, log_mask.to(self.reader.device))
-        loss = per_example.mean()
+        # A question with no more valid candidates than k keeps them all: a constant mask and no
+        # gradient; it is left out of the mean so it does not dilute the others' gradient.
+        selects = (valid.sum(dim=1) > self.settings.mask.k).to(per_example.device)
+        loss = row_mean(per_example, selects.repeat(len(log_masks)))
         metrics: dict[str, float] = {}
         if ctx.log:
             metrics = self._diagnostics(scores.detach(), valid, log_mask.detach(), states, labels)

@@ -41,10 +41,23 @@ class EncodedPassages:
     Attributes:
         hidden: (B, N * L, D) encoder output, passages concatenated in order.
         token_mask: (B, N, L) bool, True on real tokens of real passages.
+        slots: (B, N) long, the slot each passage held in the candidate set it was encoded in
+            (None = 0..N-1). Only a position-dependent reader reads it: FiD's legacy
+            cross-attention bias sees passage i's tokens at positions ``slot * L + t``, so
+            :meth:`select` keeps the kept passages where the training mask saw them, and a 0/1
+            mask equals the selection exactly (docs/bugs-and-fixes.md, "legacy bias slots").
     """
 
     hidden: torch.Tensor
     token_mask: torch.Tensor
+    slots: torch.Tensor | None = None
+
+    def slot_index(self) -> torch.Tensor:
+        """(B, N) long: :attr:`slots`, or 0..N-1 for every question when not set."""
+        if self.slots is not None:
+            return self.slots
+        b, n, _ = self.token_mask.shape
+        return torch.arange(n, device=self.token_mask.device).expand(b, n)
 
     @property
     def n_passages(self) -> int:
@@ -65,8 +78,8 @@ class EncodedPassages:
         """Each passage as its own question: hidden (B * N, L, D), token_mask (B * N, 1, L).
 
         Row ``b * N + i`` is passage i of question b alone, exactly as the reader sees a
-        question with that single passage (each passage was encoded on its own, and its key
-        positions restart at 0). Padding passages give rows with no real token.
+        question with that single passage (each passage was encoded on its own, and it sits in
+        slot 0, as in a one-passage question). Padding passages give rows with no real token.
         """
         b, n, length = self.token_mask.shape
         hidden = self.hidden.view(b * n, length, self.hidden.shape[-1])
@@ -74,13 +87,15 @@ class EncodedPassages:
 
     def repeat(self, times: int) -> EncodedPassages:
         """The batch repeated ``times`` times (block-major: rows b, b + B, ... are question b)."""
-        return EncodedPassages(self.hidden.repeat(times, 1, 1), self.token_mask.repeat(times, 1, 1))
+        slots = None if self.slots is None else self.slots.repeat(times, 1)
+        return EncodedPassages(self.hidden.repeat(times, 1, 1), self.token_mask.repeat(times, 1, 1), slots)
 
     def select(self, doc_idx: torch.Tensor) -> EncodedPassages:
         """Keep only the passages in ``doc_idx`` (B, k), in that order; -1 means "none".
 
         Exact, because each passage was encoded on its own: its states do not depend on
-        which other passages are present.
+        which other passages are present. Each kept passage keeps its slot (:attr:`slots`), so
+        a reader whose attention depends on key positions reads it as the training mask did.
         """
         b, n, length = self.token_mask.shape
         d = self.hidden.shape[-1]
@@ -95,7 +110,8 @@ class EncodedPassages:
         # zero the "none" slots too: a row with nothing selected then reads nothing, instead of
         # attending to a copy of passage 0
         gathered = gathered.masked_fill(none[:, :, None, None], 0.0)
-        return EncodedPassages(gathered.reshape(b, k * length, d), token_mask)
+        slots = self.slot_index().gather(1, idx)
+        return EncodedPassages(gathered.reshape(b, k * length, d), token_mask, slots)
 
 
 class Reader(Protocol):
@@ -134,6 +150,11 @@ class Reader(Protocol):
         """(B, N) attention mass per passage while reading the answer (ADist's signal): decoder
         cross-attention probability times the value vector's norm, averaged over heads, summed
         over layers, answer tokens and the passage's tokens."""
+        ...
+
+    @property
+    def attention_layers(self) -> int:
+        """The layers :meth:`cross_attention_mass` sums over (ADist's Atlas normaliser)."""
         ...
 
     def lm_loss(

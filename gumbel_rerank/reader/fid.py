@@ -160,6 +160,11 @@ class FiDReader:
         """The T5's parameter dtype (``FiDReaderConfig.dtype``)."""
         return self.model.dtype
 
+    @property
+    def attention_layers(self) -> int:
+        """Decoder layers, each with one cross-attention (what ADist's mass sums over)."""
+        return len(self.model.decoder.block)
+
     def to(self, device: torch.device | str) -> FiDReader:
         """Move the T5 and the legacy bias weight to ``device``, in place (an encoder cache is
         emptied: its states were on the old device); returns ``self``."""
@@ -265,10 +270,12 @@ class FiDReader:
         if self.use_legacy_bias:
             if query_positions is None:
                 raise ValueError("the legacy bias needs the decoder query positions")
+            # each passage's tokens at its slot's positions (selected passages keep theirs)
+            keys = states.slot_index()[:, :, None] * length + torch.arange(length, device=log_m.device)
             bias = legacy_cross_attention_bias(
                 self.legacy_bias_weight,
                 query_positions,
-                n * length,
+                keys.reshape(b, n * length),
                 self.model.config.relative_attention_max_distance,
             )
             mask = mask + bias  # (B, heads, Tq, N*L)

@@ -19,7 +19,7 @@ from transformers.models.t5.modeling_t5 import T5Attention
 def legacy_cross_attention_bias(
     weight: torch.Tensor,
     query_positions: torch.Tensor,
-    key_length: int,
+    key_positions: int | torch.Tensor,
     max_distance: int = 128,
 ) -> torch.Tensor:
     """Per-head additive bias for the decoder cross-attention.
@@ -27,17 +27,21 @@ def legacy_cross_attention_bias(
     Args:
         weight: (buckets, heads) the legacy ``relative_attention_bias.weight``.
         query_positions: (Tq,) decoder positions (0 for the first generated token).
-        key_length: K, length of the concatenated encoder states.
+        key_positions: K, the length of the concatenated encoder states (keys at 0..K-1), or
+            (B, K) long, each key's position per question (passages kept in their slots).
         max_distance: T5's ``relative_attention_max_distance`` (128 in every release).
 
     Returns:
-        (1, heads, Tq, K) bias, dtype of ``weight``.
+        (1, heads, Tq, K) bias for a length, (B, heads, Tq, K) for positions; dtype of ``weight``.
     """
-    keys = torch.arange(key_length, device=weight.device)
-    # (Tq, K): memory position minus query position, T5's convention
-    relative = keys[None, :] - query_positions.to(weight.device)[:, None]
+    if isinstance(key_positions, int):
+        keys = torch.arange(key_positions, device=weight.device)[None, :]  # (1, K)
+    else:
+        keys = key_positions.to(weight.device)  # (B, K)
+    # (B, Tq, K): memory position minus query position, T5's convention
+    relative = keys[:, None, :] - query_positions.to(weight.device)[None, :, None]
     buckets = T5Attention._relative_position_bucket(
         relative, bidirectional=False, num_buckets=weight.shape[0], max_distance=max_distance
     )
-    bias = weight[buckets]  # (Tq, K, heads)
-    return bias.permute(2, 0, 1).unsqueeze(0)  # (1, heads, Tq, K)
+    bias = weight[buckets]  # (B, Tq, K, heads)
+    return bias.permute(0, 3, 1, 2)  # (B, heads, Tq, K)

@@ -123,11 +123,17 @@ class EvalConfig:
     Attributes:
         k: passages the reader reads from the reranker's hard top-k (EM, hard top-k loss);
             None = the objective's own k (G-Rerank: ``objective.settings.mask.k``), else 5.
-        ks: ranking cut-offs of the in-loop Recall@k / nDCG@k.
+        ks: ranking cut-offs of the in-loop Recall@k / nDCG@k / AllGold@k; ``k`` is always
+            added, so the learning curve of the reported column exists.
+        allow_other_k: let a masking objective train with a mask whose k differs from ``k``
+            (e.g. a training k above the evaluation k, on purpose); without it the mismatch is a
+            config error, since it is usually a forgotten setting (a bare ``gumbel`` entry
+            trains for k = 5 and would be judged at k = 3).
     """
 
     k: int | None = None
     ks: list[int] = field(default_factory=lambda: [1, 2, 5])
+    allow_other_k: bool = False
 
     def __post_init__(self) -> None:
         if self.k is not None and self.k < 1:
@@ -259,19 +265,33 @@ class TrainConfig:
             return self.eval.k
         return self.objective.spec.eval_k(self.objective.settings)
 
+    def trained_objectives(self) -> list[tuple[str, ObjectiveConfig]]:
+        """(config key, objective) of every objective this job trains (the stages' or
+        ``objective``)."""
+        if self.stages:
+            return [(f"stages[{i}].objective", stage.objective) for i, stage in enumerate(self.stages)]
+        return [("objective", self.objective)]
+
     def __post_init__(self) -> None:
         """Settings that contradict each other stop here, before any folder is made."""
         n = self.data.n_passages
-        if n is not None and not self.stages:
-            mask = getattr(self.objective.settings, "mask", None)  # objectives that select k
-            k = mask.k if isinstance(mask, MaskConfig) else 0
-            if k > n:
+        if n is not None and self.eval.k is not None and self.eval.k > n:
+            raise ConfigError(f"eval.k = {self.eval.k} exceeds data.n_passages = {n}")
+        for where, objective in self.trained_objectives():
+            mask = getattr(objective.settings, "mask", None)  # objectives that select k
+            if not isinstance(mask, MaskConfig):
+                continue
+            if n is not None and mask.k > n:
                 raise ConfigError(
-                    f"objective.settings.mask.k = {k} exceeds data.n_passages = {n}: the top-k "
+                    f"{where}.settings.mask.k = {mask.k} exceeds data.n_passages = {n}: the top-k "
                     "selection needs at least k candidates"
                 )
-            if self.eval.k is not None and self.eval.k > n:
-                raise ConfigError(f"eval.k = {self.eval.k} exceeds data.n_passages = {n}")
+            if self.eval.k is not None and mask.k != self.eval.k and not self.eval.allow_other_k:
+                raise ConfigError(
+                    f"{where}.settings.mask.k = {mask.k} but eval.k = {self.eval.k}: the mask would "
+                    f"train for another k than the one evaluated; set {where}.settings.mask.k = "
+                    f"{self.eval.k}, or eval.allow_other_k = true if that is intended"
+                )
         if self.run.deepspeed:
             read_deepspeed_config(self.run.deepspeed)
 
@@ -357,3 +377,13 @@ class CompareConfig(TrainConfig):
     def eval_k(self) -> int:
         """``eval.k``, default 5 (the paper's k): one k for every compared objective."""
         return self.eval.k if self.eval.k is not None else 5
+
+    def trained_objectives(self) -> list[tuple[str, ObjectiveConfig]]:
+        """(config key, objective) of every compared objective (``objective`` is not used)."""
+        return [(f"compare.objectives[{i}]", o) for i, o in enumerate(self.compare.objectives)]
+
+    def __post_init__(self) -> None:
+        # compare judges every objective at eval_k() (5 when eval.k is unset)
+        if self.eval.k is None:
+            self.eval.k = self.eval_k()
+        super().__post_init__()

@@ -98,7 +98,7 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluat
         dev = load_split(cfg.data, cfg.data.dev)
         subset = [dev[i] for i in range(min(cfg.data.dev_subset, len(dev)))]
         evaluator = RerankerEvaluator(
-            reader, subset, k=cfg.eval_k(), ks=cfg.eval.ks, n_passages=cfg.data.n_passages
+            reader, subset, k=cfg.eval_k(), ks=sorted({*cfg.eval.ks, cfg.eval_k()}), n_passages=cfg.data.n_passages
         )
     if cfg.reader.encoder_cache_mib > 0:
         expected = len(train) + (len(evaluator.questions) if evaluator is not None else 0)
