@@ -478,3 +478,27 @@ def test_a_full_disk_while_writing_a_report_keeps_the_previous_report_whole(worl
     assert done.returncode == 0, done.stderr[-2000:]
     assert "R@3" in json.loads((out / "report.json").read_text())["rankings"]["retriever"]
     assert sorted(p.name for p in out.iterdir()) == sorted(before)
+
+
+def test_evidence_metrics_count_a_fact_as_found_when_any_of_its_passages_is():
+    from gumbel_rerank.evaluation.metrics import evidence_metrics
+
+    roles = {
+        "a": ["distractor:x", "bridge", "answer", "bridge:restated", "answer:restated"],
+        "b": ["bridge:restated", "distractor:x", "answer", "bridge"],
+        "c": ["bridge", "distractor:x"],  # no answer passage: left out
+    }
+    orders = {"a": [3, 0, 4, 1, 2], "b": [1, 2, 3, 0], "c": [0, 1]}
+    got = evidence_metrics(orders, roles, ("bridge", "answer"), ks=(1, 2, 3))
+    assert (got["questions"], got["questions_without_evidence"]) == (2, 1)
+    # a: the restated bridge at 1, the restated answer at 3; b: the answer at 2, a bridge at 3
+    assert (got["bridge@1"], got["answer@1"], got["Evidence@1"]) == (0.5, 0.0, 0.0)
+    assert (got["bridge@2"], got["answer@2"], got["Evidence@2"]) == (0.5, 0.5, 0.0)
+    assert (got["bridge@3"], got["answer@3"], got["Evidence@3"]) == (1.0, 1.0, 1.0)
+    # one passage per fact: Evidence@k is AllGold@k of those passages
+    single = {"a": ["bridge", "answer", "distractor:x"]}
+    from gumbel_rerank.evaluation.metrics import order_metrics
+
+    for order in ([0, 2, 1], [2, 1, 0], [1, 0, 2]):
+        mine = evidence_metrics({"a": order}, single, ("bridge", "answer"), ks=(2,))
+        assert mine["Evidence@2"] == order_metrics({"a": order}, {"a": [0, 1]}, ks=(2,))["AllGold@2"]

@@ -142,3 +142,31 @@ def test_questions_whose_candidates_all_fit_in_k_leave_the_loss_mean(parts):
     selects = valid.sum(1) > 3
     assert selects.any() and not selects.all(), "the fixture needs both kinds of rows"
     torch.testing.assert_close(loss, per_row[selects].mean())
+
+
+def test_role_metrics_describe_each_passage_role_from_the_logged_step(parts):
+    """Per role: mean raw and standardised score, how often sampled, in the hard top k, and the
+    mean gradient of the loss w.r.t. its score and log mask entry (caught during backward)."""
+    from gumbel_rerank.training.train_reranker import role_metrics
+
+    reader, reranker, batch = parts
+    n = len(batch.passages[0])
+    roles = ["bridge", "answer", "distractor:linked_attribute", "distractor:entity_link", "distractor:other"]
+    batch = dataclasses.replace(batch, passage_roles=[roles[:n] for _ in range(len(batch))])
+    objective = build_objective("gumbel", {"mask": {"k": 2}, "standardize": True}, reader=reader)
+    reranker.zero_grad()
+    loss, _ = objective.loss(reranker, batch, StepContext(step=0, seed=0, log=True))
+    loss.backward()
+    metrics = role_metrics(objective, batch)
+    kept = objective.last_passages
+    scores, valid = reranker.score(batch.questions, batch.passages)
+    torch.testing.assert_close(kept["score"], scores.detach())
+    assert metrics["role/bridge/score"] == pytest.approx(float(kept["score"][:, 0].mean()))
+    assert metrics["role/wrong_chain/z"] == pytest.approx(float(standardize_scores(scores, valid)[:, 2].mean().detach()), abs=1e-5)
+    picked = [[0 in row] for row in objective.last_selection.tolist()]
+    assert metrics["role/bridge/sampled"] == pytest.approx(sum(p[0] for p in picked) / len(picked))
+    assert set(kept) >= {"grad_score", "grad_log_mask"}
+    assert metrics["role/answer/grad_score"] == pytest.approx(float(kept["grad_score"][:, 1].mean()))
+    assert metrics["role/rest/in_topk"] == pytest.approx(float((kept["z"][:, 4:] >= kept["z"].topk(2).values[:, 1:]).float().mean()))
+    assert math.isnan(metrics["role/trap/score"])  # no passage has that role
+    assert torch.isfinite(kept["grad_score"]).all() and kept["grad_score"].abs().sum() > 0

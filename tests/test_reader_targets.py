@@ -153,3 +153,48 @@ def test_with_atlas_normaliser_atlas_temperature_is_not_one_hot_on_the_demo_read
         entropy[normaliser] = target_metrics(targets, targets, valid, 0.01)["target_entropy"]
     assert entropy["none"] < 0.05
     assert entropy["atlas"] > 1.5  # of at most ln 10 = 2.30
+
+
+@pytest.mark.parametrize(
+    ("name", "settings"),
+    [("gumbel", {"mask": {"k": 2}}), ("gumbel", {"mask": {"k": 2}, "mask_samples": 3}), ("pdist", {}),
+     ("loop", {}), ("adist", {}), ("emdr2", {}), ("emdr2", {"level": "token"}), ("lce", {})],
+)  # fmt: skip
+def test_declared_reader_work_is_what_the_objective_asks_of_the_reader(parts, name, settings):
+    """ObjectiveSpec.reader_passes (the compare table's compute columns) equals the work a
+    counting reader sees per question."""
+    from gumbel_rerank.objectives.registry import get, parse_settings
+    from gumbel_rerank.training.compute import CountingReader
+
+    reader, reranker, batch = parts
+    full = dataclasses.replace(batch, passages=[list(batch.passages[0])] * 3)  # every question has all n
+    n = len(full.passages[0])
+    counting = CountingReader(reader)
+    objective = build_objective(name, settings, reader=counting)
+    loss, _ = objective.loss(reranker, full, StepContext(step=0, seed=0))
+    loss.backward()
+    declared = get(name).reader_passes(parse_settings(name, settings), n)
+    counted = counting.counts.per_question(len(full))
+    assert counted == {k: float(getattr(declared, k)) for k in counted}
+
+
+def test_decoder_and_encoder_flops_match_torch_flop_counter():
+    """The FLOP formulas behind the compute columns against torch's own count of a tiny T5's
+    encoder pass and teacher-forced decoder pass (matrix products only, as the formula)."""
+    from tiny_t5 import tiny_t5
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gumbel_rerank.training.compute import decoder_flops, encoder_flops, t5_shape
+
+    model = tiny_t5(50, seed=0).eval()
+    model.set_attn_implementation("eager")  # as the reader runs it (SDPA's products are not counted)
+    shape = t5_shape(model.config.to_dict())
+    length, passages, answer = 12, 3, 5
+    ids = torch.randint(2, 50, (passages, length))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        hidden = model.encoder(input_ids=ids).last_hidden_state
+    assert counter.get_total_flops() == passages * encoder_flops(shape, length)
+    states = hidden.reshape(1, passages * length, -1)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(encoder_outputs=(states,), decoder_input_ids=torch.randint(2, 50, (1, answer)), use_cache=False)
+    assert counter.get_total_flops() == decoder_flops(shape, passages * length, answer)

@@ -367,3 +367,39 @@ def test_encoder_cache_trains_to_the_same_weights_and_serves_later_epochs(world,
     assert last["encoder_cache/hits"] >= 32 - 4 and last["encoder_cache/misses"] == 64  # every question encoded once
     assert "encoder_cache/hits" not in (plain / "metrics.jsonl").read_text()
     assert main(["train", *world.overrides(tmp_path / "bad", **{"reader.encoder_cache_mib": -1})]) == 2
+
+
+def test_dev_selection_publishes_the_best_point_stops_on_patience_and_resumes_exactly(world, tmp_path):
+    """run.select_metric keeps the best dev evaluation's model as model/ and run.patience stops
+    after that many evaluations without improvement; a run stopped midway and resumed makes
+    the same decisions and ends with the same weights."""
+    steps = {
+        "optim.max_steps": 40, "optim.scheduler": "constant", "optim.lr": 3e-3, "run.eval_every": 2,
+        "run.save_every": 1000, "run.select_metric": "MRR", "run.patience": 3,
+    }  # fmt: skip
+    full = tmp_path / "full"
+    assert main(["train", *world.overrides(full, **steps)]) == 0
+    chosen = json.loads((full / "selection.json").read_text())
+    evals = [r for r in map(json.loads, (full / "metrics.jsonl").read_text().splitlines()) if "dev/MRR" in r]
+    curve = [(r["step"], r["dev/MRR"]) for r in evals]
+    best = max(value for _, value in curve)
+    assert chosen["best_value"] == pytest.approx(best)
+    assert chosen["best_step"] == next(step for step, value in curve if value == best)  # the first best
+    assert chosen["stopped_early"], curve  # MRR saturates long before 40 steps in this world
+    last = curve[-1][0]
+    assert last == chosen["best_step"] + 3 * 2 < 40  # three evaluations without improvement
+    assert int((full / "checkpoints" / "latest").read_text().removeprefix("step-")) == last
+    assert all(torch.equal(a, b) for a, b in zip(model_weights(full / "model").values(), model_weights(full / "best").values(), strict=True))
+    assert 0 < chosen["best_seconds"]
+
+    # stop before the best point, then resume to the end: the same selection and weights
+    part = tmp_path / "part"
+    assert main(["train", *world.overrides(part, **{**steps, "optim.max_steps": 4})]) == 0
+    assert main(["train", *world.overrides(part, **steps), "--resume"]) == 0
+    again = json.loads((part / "selection.json").read_text())
+    assert {k: again[k] for k in ("best_step", "best_value", "stopped_early")} == {k: chosen[k] for k in ("best_step", "best_value", "stopped_early")}
+    a, b = model_weights(full / "model"), model_weights(part / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a stopped run resumed again trains nothing more
+    assert main(["train", *world.overrides(part, **steps), "--resume"]) == 0
+    assert int((part / "checkpoints" / "latest").read_text().removeprefix("step-")) == last

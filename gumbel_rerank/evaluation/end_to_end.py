@@ -14,6 +14,9 @@ What is measured (method.md section 4):
   reader's greedy answer from the reranker's hard top-k and from the retriever's first k.
 * Optionally per named group of questions (``groups``, e.g. the demo's cued and uncued
   questions): every section above again, over that group's questions only.
+* Optionally, with ``evidence`` (role names, e.g. ``("bridge", "answer")``): whether each
+  piece of evidence is in the top k when a fact may be stated by several passages
+  (:func:`gumbel_rerank.evaluation.metrics.evidence_metrics`: ``Evidence@k``, ``<role>@k``).
 
 Gold passages are those among the evaluated candidates (the first ``n_passages``). Questions
 without any gold passage there are counted (``questions_without_gold``) and excluded from the
@@ -32,7 +35,13 @@ import torch
 
 from gumbel_rerank.data.answers import exact_match, f1
 from gumbel_rerank.evaluation.batching import batches, candidate_passages
-from gumbel_rerank.evaluation.metrics import TIE_BREAKING, check_ks, order_metrics, rank_order
+from gumbel_rerank.evaluation.metrics import (
+    TIE_BREAKING,
+    check_ks,
+    evidence_metrics,
+    order_metrics,
+    rank_order,
+)
 from gumbel_rerank.masks import hard_topk
 from gumbel_rerank.reader.base import Reader
 
@@ -56,6 +65,7 @@ def evaluate(
     progress: bool = True,
     max_new_tokens: int | None = None,
     groups: Mapping[str, Collection[str]] | None = None,
+    evidence: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Evaluate the retriever order, a reranker and/or a reader's end-to-end answers.
 
@@ -78,6 +88,8 @@ def evaluate(
         groups: ``{group name: question ids}``; each group gets the report's sections again
             over its questions only (``report["groups"][name]``). An id that no evaluated
             question has is a ValueError (a typo would otherwise give an empty group).
+        evidence: evidence roles; adds ``report["evidence"]`` (and per group) with
+            ``{"questions": M, ranking: {"Evidence@k": .., "<role>@k": ..}}``.
 
     Returns:
         A JSON-able dict::
@@ -100,6 +112,7 @@ def evaluate(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     names = ["reranker", "retriever"] if reranker is not None else ["retriever"]
     tally = _Tally.empty(names, em_ks)
+    tally.evidence = tuple(evidence)
     setup = _Setup(reader, reranker, em_ks, n_passages, max_new_tokens)
     _run_batches(questions, setup, tally, batch_size, progress)
     if tally.done == 0:
@@ -147,6 +160,8 @@ class _Tally:
     gold: dict[str, list[int]] = field(default_factory=dict)
     indirect: dict[str, list[int]] = field(default_factory=dict)
     direct: dict[str, list[int]] = field(default_factory=dict)
+    roles: dict[str, list[str | None]] = field(default_factory=dict)
+    evidence: tuple[str, ...] = ()
     ids: list[str] = field(default_factory=list)
     done: int = 0
 
@@ -180,6 +195,8 @@ class _Tally:
             gold=pick(self.gold),
             indirect=pick(self.indirect),
             direct=pick(self.direct),
+            roles={keys[key]: value for key, value in self.roles.items() if key in keys},
+            evidence=self.evidence,
             ids=[self.ids[i] for i in keep],
             done=len(keep),
         )
@@ -228,6 +245,7 @@ def _evaluate_batch(chunk: list, setup: _Setup, tally: _Tally) -> None:
         tally.gold[key] = [i for i in q.gold_indices if i < counts[row]]
         tally.indirect[key] = [i for i in q.indirect_gold_indices if i < counts[row]]
         tally.direct[key] = [i for i in q.direct_gold_indices if i < counts[row]]
+        tally.roles[key] = [p.role for p in q.passages[: counts[row]]]
     if setup.reader is not None:
         # k -> ranking name -> (B, k) passage indices, -1 = none
         chosen_by_k = {k: _top_k_choices(counts, k, scores, valid) for k in setup.em_ks}
@@ -299,7 +317,19 @@ def _ranking_report(tally: _Tally, ks: Sequence[int]) -> dict[str, Any]:
         "rankings": rankings,
         "indirect": {"questions": with_indirect, **indirect_rows},
         "direct": {"questions": with_direct, **direct_rows},
+        **({"evidence": _evidence_rows(tally, ks)} if tally.evidence else {}),
     }
+
+
+def _evidence_rows(tally: _Tally, ks: Sequence[int]) -> dict[str, Any]:
+    """``{"questions": M, ranking: {"Evidence@k": .., "<role>@k": ..}}`` of every ranking."""
+    section: dict[str, Any] = {}
+    for name in tally.names:
+        metrics = evidence_metrics(tally.orders[name], tally.roles, tally.evidence, ks)
+        section["questions"] = int(metrics.pop("questions"))
+        metrics.pop("questions_without_evidence")
+        section[name] = metrics
+    return section
 
 
 def _sections(tally: _Tally, ks: Sequence[int], with_reader: bool) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import torch
 
 from gumbel_rerank.data.answers import exact_match
 from gumbel_rerank.evaluation.batching import candidate_passages
-from gumbel_rerank.evaluation.metrics import order_metrics, rank_order
+from gumbel_rerank.evaluation.metrics import evidence_metrics, order_metrics, rank_order
 from gumbel_rerank.masks import hard_topk_log_mask
 from gumbel_rerank.reader.base import Reader
 
@@ -35,6 +35,8 @@ class RerankerEvaluator:
         ks: ranking cut-offs.
         batch_size: questions per forward pass.
         n_passages: candidates per question (first N), as in training.
+        evidence: evidence roles (``data.evidence_roles``); adds the
+            :func:`~gumbel_rerank.evaluation.metrics.evidence_metrics` keys.
 
     Calling it with ``(module, step)`` returns the
     :func:`~gumbel_rerank.evaluation.metrics.order_metrics` keys plus
@@ -49,11 +51,13 @@ class RerankerEvaluator:
         ks: Sequence[int] = (1, 2, 5),
         batch_size: int = 16,
         n_passages: int | None = None,
+        evidence: Sequence[str] = (),
     ) -> None:
         self.reader = reader
         self.questions = list(questions)
         self.k = k
         self.ks = ks
+        self.evidence = tuple(evidence)
         self.batch_size = batch_size
         self.n_passages = n_passages
 
@@ -62,6 +66,7 @@ class RerankerEvaluator:
         """Metrics of the reranker ``module`` (anything with ``score``) at training ``step``."""
         orders: dict[str, list[int]] = {}
         gold: dict[str, list[int]] = {}
+        roles: dict[str, list[str | None]] = {}
         losses = []
         for start in range(0, len(self.questions), self.batch_size):
             chunk = self.questions[start : start + self.batch_size]
@@ -79,7 +84,11 @@ class RerankerEvaluator:
                 count = int(valid[row].sum())
                 orders[key] = rank_order(batch_scores[row, :count].tolist())
                 gold[key] = [i for i in q.gold_indices if i < count]
+                roles[key] = [p.role for p in q.passages[:count]]
         metrics = order_metrics(orders, gold, self.ks)
+        if self.evidence:
+            found = evidence_metrics(orders, roles, self.evidence, self.ks)
+            metrics.update({k: v for k, v in found.items() if "@" in k})
         metrics["loss_hard_topk"] = float(torch.cat(losses).mean()) if losses else float("nan")
         return metrics
 

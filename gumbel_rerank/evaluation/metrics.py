@@ -28,6 +28,8 @@ __all__ = [
     "TIE_BREAKING",
     "all_gold_in_top_k",
     "check_ks",
+    "evidence_groups",
+    "evidence_metrics",
     "order_metrics",
     "rank_order",
     "ranking_metrics",
@@ -159,6 +161,50 @@ def order_metrics(
     for k in ks:
         hits = sum(all_gold_in_top_k(orders[key], golds[key], k) for key in golds)
         out[f"AllGold@{k}"] = hits / len(golds)
+    return out
+
+
+def evidence_groups(roles: Sequence[str | None], groups: Sequence[str]) -> dict[str, list[int]]:
+    """Positions of each evidence group's passages: a passage belongs to group ``g`` when its
+    role is ``g`` or starts with ``g:`` (``bridge`` and ``bridge:restated`` both state the
+    bridge fact)."""
+    return {g: [i for i, r in enumerate(roles) if r is not None and (r == g or r.startswith(g + ":"))] for g in groups}
+
+
+def evidence_metrics(
+    orders: Mapping[str, Sequence[int]],
+    roles: Mapping[str, Sequence[str | None]],
+    groups: Sequence[str],
+    ks: Sequence[int],
+) -> dict[str, float]:
+    """Whether each piece of evidence is in the top k, when a fact may be stated by several
+    passages (any one of them suffices).
+
+    Args:
+        orders: question key -> candidate positions best first.
+        roles: question key -> each candidate's role (by position).
+        groups: evidence groups (role names, see :func:`evidence_groups`), e.g. ("bridge",
+            "answer").
+        ks: cut-offs.
+
+    Returns:
+        ``{"Evidence@k": share of questions whose top k holds a passage of every group,
+        "<group>@k": share whose top k holds one of that group, "questions": evaluated,
+        "questions_without_evidence": left out}``. Only questions with at least one passage of
+        every group are evaluated. With one passage per group, Evidence@k is AllGold@k over
+        those passages and ``<group>@k`` their Recall@k.
+    """
+    ks = check_ks(ks, "ks")
+    members = {key: evidence_groups(roles[key], groups) for key in orders}
+    kept = [key for key in orders if all(members[key][g] for g in groups)]
+    out: dict[str, float] = {"questions": float(len(kept)), "questions_without_evidence": float(len(orders) - len(kept))}
+    if not kept:
+        return out
+    for k in ks:
+        found = {g: [bool(set(members[key][g]) & set(orders[key][:k])) for key in kept] for g in groups}
+        out[f"Evidence@{k}"] = sum(all(hits) for hits in zip(*found.values(), strict=True)) / len(kept)
+        for g in groups:
+            out[f"{g}@{k}"] = sum(found[g]) / len(kept)
     return out
 
 

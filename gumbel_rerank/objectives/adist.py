@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from gumbel_rerank.config import ConfigError
-from gumbel_rerank.objectives.base import Batch
+from gumbel_rerank.objectives.base import Batch, ReaderPasses
 from gumbel_rerank.objectives.common import kl_to_student, read_batch
 from gumbel_rerank.objectives.distill import DistillSettings, ReaderDistillation
 from gumbel_rerank.objectives.registry import ObjectiveSpec, register
@@ -89,6 +89,7 @@ register(
         settings=ADistSettings,
         build=lambda settings, reader: ADistLoss(reader, settings),
         uses_labels=False,
+        reader_passes=lambda settings, n: ReaderPasses(encoded=n, full_forward=1, once=settings.cache_targets),
         summary="ADist: KL to the reader's cross-attention mass per passage",
     )
 )

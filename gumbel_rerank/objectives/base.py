@@ -46,6 +46,27 @@ class Batch:
         return len(self.questions)
 
 
+@dataclass(frozen=True)
+class ReaderPasses:
+    """The frozen reader's work for one training question (compute accounting).
+
+    Attributes:
+        encoded: passages run through the encoder (no gradient).
+        full_forward: decoder passes over the answer reading all n passages.
+        single_forward: decoder passes reading one passage alone.
+        full_backward: of the full passes, those back-propagated into the mask (activation
+            gradients only: the reader's weights are frozen).
+        once: True when the work is done once per question and its result cached (a
+            distillation target), False when every visit of the question pays it again.
+    """
+
+    encoded: int = 0
+    full_forward: int = 0
+    single_forward: int = 0
+    full_backward: int = 0
+    once: bool = False
+
+
 @dataclass
 class StepContext:
     """Where in training a loss is computed: noise and logging depend on it."""

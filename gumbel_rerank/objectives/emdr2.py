@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from gumbel_rerank.config import ConfigError, require_positive
-from gumbel_rerank.objectives.base import Batch, StepContext
+from gumbel_rerank.objectives.base import Batch, ReaderPasses, StepContext
 from gumbel_rerank.objectives.common import (
     TargetCache,
     masked_log_softmax,
@@ -182,6 +182,7 @@ register(
         settings=EMDR2Settings,
         build=lambda settings, reader: EMDR2Loss(reader, settings),
         uses_labels=False,
+        reader_passes=lambda settings, n: ReaderPasses(encoded=n, single_forward=n, once=settings.cache_targets),
         summary="EMDR2: the reranker as the passage prior of the answer's marginal likelihood",
     )
 )

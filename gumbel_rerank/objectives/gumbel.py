@@ -31,7 +31,7 @@ from gumbel_rerank.masks import (
     mask_statistics,
     relaxed_topk_log_mask,
 )
-from gumbel_rerank.objectives.base import Batch, StepContext
+from gumbel_rerank.objectives.base import Batch, ReaderPasses, StepContext
 from gumbel_rerank.objectives.common import row_mean
 from gumbel_rerank.objectives.registry import ObjectiveSpec, register
 from gumbel_rerank.reader.base import EncodedPassages, Reader
@@ -128,6 +128,11 @@ class GumbelRerankLoss:
         #: (B, k) passages the first mask's k samples picked at the last logged step (-1 =
         #: padding), for the trainer's exploration diagnostics; None before any
         self.last_selection: torch.Tensor | None = None
+        #: at the last logged step, (B, n) tensors for per-passage diagnostics: "score" (raw
+        #: reranker scores), "z" (what the mask saw: standardised or raw), "valid" and, once
+        #: backward has run, "grad_score" (dLoss/dscore) and "grad_log_mask" (dLoss/dlog M of
+        #: the first draw); empty before any
+        self.last_passages: dict[str, torch.Tensor] = {}
 
     def loss(
         self, module: Reranker, batch: Batch, ctx: StepContext
@@ -137,6 +142,8 @@ class GumbelRerankLoss:
         scores, valid = module.score(batch.questions, batch.passages, chunk_size=self.score_chunk_size)
         log_masks = self._log_masks(scores, valid, batch, ctx)
         log_mask = log_masks[0]  # (B, n), the one the diagnostics describe
+        if ctx.log:
+            self._keep_for_diagnostics(scores, valid, log_mask)
         n = scores.shape[1]
 
         tokens = self.reader.tokenize_passages(batch.questions, batch.passages, n_passages=n)
@@ -169,9 +176,8 @@ class GumbelRerankLoss:
         mask = self.settings.mask_at(ctx.step)
         work = standardize_scores(scores, valid) if self.settings.standardize else scores
         counts = valid.sum(dim=1).tolist()
-        samples = 1 if mask.mode == "deterministic" else self.mask_samples
         log_masks = []
-        for draw in range(samples):
+        for draw in range(1 if mask.mode == "deterministic" else self.mask_samples):
             noise = None
             if mask.mode != "deterministic":
                 noise = example_gumbel_noise(ctx.seed, ctx.step, batch.positions, counts, mask.k, scores.shape[1], draw=draw)
@@ -179,6 +185,16 @@ class GumbelRerankLoss:
             if draw == 0 and ctx.log:
                 self.last_selection = sample_winners(work.detach(), valid, mask, noise)
         return log_masks
+
+    def _keep_for_diagnostics(self, scores: torch.Tensor, valid: torch.Tensor, log_mask: torch.Tensor) -> None:
+        """Keep this logged step's per-passage tensors, and hooks that catch their gradients
+        when the trainer runs backward (read by the trainer's per-role diagnostics)."""
+        work = standardize_scores(scores, valid) if self.settings.standardize else scores
+        kept = {"score": scores.detach().float(), "z": work.detach().float(), "valid": valid.detach()}
+        self.last_passages = kept
+        for name, tensor in (("grad_score", scores), ("grad_log_mask", log_mask)):
+            if tensor.requires_grad:
+                tensor.register_hook(lambda grad, name=name: kept.__setitem__(name, grad.detach().float()))
 
     @torch.no_grad()
     def _diagnostics(
@@ -224,6 +240,11 @@ def sample_winners(scores: torch.Tensor, valid: torch.Tensor, mask: MaskConfig, 
     return torch.where(valid.any(dim=1, keepdim=True), picked, torch.full_like(picked, -1))
 
 
+def samples(settings: GumbelSettings) -> int:
+    """Masks per question and step: ``mask_samples``, one without noise."""
+    return 1 if settings.mask.mode == "deterministic" else settings.mask_samples
+
+
 register(
     ObjectiveSpec(
         name="gumbel",
@@ -233,6 +254,7 @@ register(
         ),
         uses_labels=False,
         eval_k=lambda settings: settings.mask.k,
+        reader_passes=lambda settings, n: ReaderPasses(encoded=n, full_forward=samples(settings), full_backward=samples(settings)),
         summary="G-Rerank: the reader's answer NLL under a relaxed top-k Gumbel mask",
     )
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gumbel_rerank.objectives.base import Batch
+from gumbel_rerank.objectives.base import Batch, ReaderPasses
 from gumbel_rerank.objectives.common import kl_to_student, leave_one_out_nll, read_batch
 from gumbel_rerank.objectives.distill import DistillSettings, ReaderDistillation
 from gumbel_rerank.objectives.registry import ObjectiveSpec, register
@@ -52,6 +52,7 @@ register(
         settings=LOOPSettings,
         build=lambda settings, reader: LOOPLoss(reader, settings),
         uses_labels=False,
+        reader_passes=lambda settings, n: ReaderPasses(encoded=n, full_forward=n, once=settings.cache_targets),
         summary="LOOP: KL to the answer NLL with each passage left out (Atlas)",
     )
 )

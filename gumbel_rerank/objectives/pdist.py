@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gumbel_rerank.objectives.base import Batch
+from gumbel_rerank.objectives.base import Batch, ReaderPasses
 from gumbel_rerank.objectives.common import kl_to_student, per_passage_token_logprobs, read_batch
 from gumbel_rerank.objectives.distill import DistillSettings, ReaderDistillation
 from gumbel_rerank.objectives.registry import ObjectiveSpec, register
@@ -55,6 +55,7 @@ register(
         settings=PDistSettings,
         build=lambda settings, reader: PDistLoss(reader, settings),
         uses_labels=False,
+        reader_passes=lambda settings, n: ReaderPasses(encoded=n, single_forward=n, once=settings.cache_targets),
         summary="PDist: KL to the reader's per-passage answer likelihood (Atlas)",
     )
 )

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gumbel_rerank.config import ConfigError, from_dict
-from gumbel_rerank.objectives.base import Objective
+from gumbel_rerank.objectives.base import Objective, ReaderPasses
 
 #: What an objective trains: the reranker (``gumbel-rerank train``) or the reader itself
 #: (``gumbel-rerank train-reader``).
@@ -44,6 +44,9 @@ class ObjectiveSpec:
         eval_k: ``settings -> k`` used for in-loop and final evaluation when ``eval.k`` is not
             set (G-Rerank: the mask's k, so the reader reads what the mask was trained to keep).
         summary: one line for ``--help`` texts and the README.
+        reader_passes: ``(settings, n) -> ReaderPasses``, the reader's work per training
+            question with n candidates (the compare table's compute columns; a test checks it
+            against counted passes). Objectives that never run the reader keep the default.
     """
 
     name: str
@@ -53,6 +56,7 @@ class ObjectiveSpec:
     trains: str = "reranker"
     eval_k: Callable[[Any], int] = lambda settings: 5
     summary: str = ""
+    reader_passes: Callable[[Any, int], ReaderPasses] = lambda settings, n: ReaderPasses()
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.settings):

@@ -149,6 +149,7 @@ def evaluate_all(
             n_passages=cfg.data.n_passages,
             max_new_tokens=cfg.reader.settings.answer_maxlength,
             groups=by_group,
+            evidence=cfg.data.evidence_roles,
         )
         report["compare"] = key
         log = model.parent / "metrics.jsonl"  # a trained run's log: adds its training curves

@@ -31,6 +31,10 @@ class DataConfig:
         dev_subset: questions of ``dev`` used by in-loop evaluation.
         score_field: the per-passage numeric field loaded as the passage's score (the
             retriever's ``score`` by default; a teacher's scores for ``objective.name: kd``).
+        evidence_roles: passage roles that name the pieces of evidence a question needs (e.g.
+            ``[bridge, answer]``); a role ``r:x`` counts as ``r``, so a fact stated by several
+            passages is found when any of them is. Adds ``Evidence@k`` and ``<role>@k`` to the
+            in-loop and final evaluations (evaluation only; no objective reads roles).
     """
 
     train: str = ""
@@ -40,6 +44,7 @@ class DataConfig:
     skip_invalid: bool = False
     dev_subset: int = 200
     score_field: str = "score"
+    evidence_roles: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -182,6 +187,13 @@ class RunConfig:
             report.json / report.md / plots (with the training curves) to ``output_dir/report``.
         resume: continue from the latest checkpoint in ``output_dir``. Without it a folder that
             already holds checkpoints is refused rather than overwritten.
+        select_metric: a key of the in-loop dev evaluation (e.g. "AllGold@3", "R@5"; higher is
+            better). When set, every evaluation that improves it saves the model as the run's
+            best (``<output_dir>/best``), and ``model/`` is the best dev point, not the last
+            step; ``selection.json`` says which step it was. Needs ``data.dev`` and
+            ``eval_every``.
+        patience: with ``select_metric``: stop after this many evaluations in a row without an
+            improvement (0 = train to ``optim.max_steps``).
     """
 
     output_dir: str = "runs/default"
@@ -199,8 +211,16 @@ class RunConfig:
     # steps in a row whose loss or gradient is NaN/inf (each skipped: no update) before the run
     # stops with the step, the batch's question ids and the last good checkpoint
     max_nonfinite_steps: int = 3
+    select_metric: str | None = None
+    patience: int = 0
 
     def __post_init__(self) -> None:
+        if self.patience < 0:
+            raise ConfigError("run.patience must be >= 0 (0 = no early stopping)")
+        if self.select_metric is not None and self.eval_every < 1:
+            raise ConfigError("run.select_metric needs in-loop evaluation: set run.eval_every >= 1")
+        if self.patience and self.select_metric is None:
+            raise ConfigError("run.patience needs run.select_metric (the dev metric that must improve)")
         if self.wandb not in ("disabled", "offline", "online", "auto"):
             raise ConfigError(f"run.wandb: {self.wandb!r} is not disabled, offline, online or auto")
         if self.keep_last < 1:

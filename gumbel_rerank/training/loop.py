@@ -31,6 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from gumbel_rerank.config import save_config
+from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.envinfo import environment_report, resolve_device
 from gumbel_rerank.objectives.base import Batch, Objective, StepContext
 from gumbel_rerank.training import checkpointing as ckpt
@@ -38,6 +39,7 @@ from gumbel_rerank.training import distributed
 from gumbel_rerank.training.config import OptimConfig, RunConfig
 from gumbel_rerank.training.engine import DeepSpeedEngine, Engine, SaveFn, TorchEngine
 from gumbel_rerank.training.metrics_log import MetricsLog, open_wandb
+from gumbel_rerank.training.selection import DevSelection
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,12 @@ class Trainer:
         self.out = Path(run.output_dir)
         self.ckpt_root = self.out / "checkpoints"
         self._preempted = False
+        #: the best dev point and patience (run.select_metric), restored on resume
+        self.selection = DevSelection(run.select_metric, run.patience) if run.select_metric else None
+        #: seconds spent in training steps (no evaluation, no checkpoints), kept across resumes
+        self.train_seconds = 0.0
+        #: the step this process started (or resumed) at
+        self.start_step = 0
         self.nonfinite_steps = 0  # optimizer steps skipped for a non-finite loss or gradient
         self.nonfinite_in_row = 0
 
@@ -252,6 +260,9 @@ class Trainer:
                 "world_size": info.world_size,
                 "seed": self.run.seed,
             }
+            state["train_seconds"] = round(self.train_seconds, 3)
+            if self.selection is not None:
+                state["selection"] = self.selection.to_dict()
             (tmp / ckpt.STATE_FILE).write_text(json.dumps(state, indent=2))
             ckpt.finalize(tmp, self.ckpt_root, step, self.run.keep_last)
         distributed.barrier()
@@ -295,6 +306,9 @@ class Trainer:
             raise FileNotFoundError(f"{path / 'state'} is missing (optimizer and weights)")
         engine.load_state(path / "state")
         ckpt.load_rng(path, info.rank)
+        self.train_seconds = float(state.get("train_seconds", 0.0))
+        if self.selection is not None:
+            self.selection = DevSelection.restore(self.run.select_metric, self.run.patience, state.get("selection"))
         if info.is_main:
             for name in ckpt.remove_leftovers(self.ckpt_root, path):
                 print(f"resume: removed {name} (an unfinished or superseded save)", flush=True)
@@ -323,6 +337,7 @@ class Trainer:
         self.module.to(self.device)
         engine = self._build_engine(info)
         start = self._resume(engine, info)
+        self.start_step = start
         self._write_run_folder(info, start)
         log = MetricsLog(self.out / "metrics.jsonl", enabled=info.is_main, truncate_after=start)
         wandb_run = open_wandb(self.run, self.out, self.config) if info.is_main else None
@@ -334,9 +349,13 @@ class Trainer:
         )
         last: dict[str, float] = {}
         tic = time.perf_counter()
-        for step in range(start, self.optim.max_steps):
+        # a run that already stopped early on dev is finished: a resume only publishes it
+        end = start if self.selection is not None and self.selection.stopped_early else self.optim.max_steps
+        for step in range(start, end):
             want_log = step == start or (step + 1) % self.run.log_every == 0
+            started = time.perf_counter()
             record = self._train_step(engine, sampler, info.rank, step, want_log)
+            self.train_seconds += time.perf_counter() - started
             done = step + 1
             progress.update(1)
             if want_log:
@@ -345,18 +364,32 @@ class Trainer:
                 last = record
                 self._log(log, done, record, wandb_run)
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
-            if self.evaluate is not None and self.run.eval_every and done % self.run.eval_every == 0:
+            evaluated = self.evaluate is not None and self.run.eval_every and done % self.run.eval_every == 0
+            if evaluated:
                 engine.module.eval()
                 with torch.no_grad():
                     result = self.evaluate(engine.module, done)
                 self._log(log, done, {f"dev/{k}": v for k, v in result.items()}, wandb_run)
+                self._select(engine, info, result, done)
             preempted = distributed.any_rank(self._preempted, self.device)
             self._preempted = preempted  # every rank acts on the same decision
-            if done % self.run.save_every == 0 or done == self.optim.max_steps or preempted:
+            stop = self.selection is not None and self.selection.stopped_early
+            # with dev selection every evaluation is checkpointed: its decision is then durable
+            tracked = evaluated and self.selection is not None
+            if done % self.run.save_every == 0 or done == self.optim.max_steps or preempted or tracked:
                 self._save_checkpoint(engine, info, done)
             if preempted:
                 if info.is_main:
                     print(f"pre-empted: saved step {done}; the same command resumes", flush=True)
+                break
+            if stop:
+                if info.is_main:
+                    s = self.selection
+                    print(
+                        f"early stop at step {done}: no better {s.metric} for {s.bad_evals} evaluations "
+                        f"(best {s.best_value:.4f} at step {s.best_step})",
+                        flush=True,
+                    )
                 break
         progress.close()
         if info.is_main and not self._preempted:
@@ -418,8 +451,28 @@ class Trainer:
             )
         print(f"step {step + 1}: non-finite loss or gradient, update skipped (ids {ids[:4]})", flush=True)
 
+    def _select(self, engine: Engine, info: distributed.DistInfo, result: dict[str, float], step: int) -> None:
+        """With dev selection: record ``result``; a new best is exported to ``<output_dir>/best``
+        (through a temporary sibling, so a crash never leaves half a model there)."""
+        if self.selection is None or not self.selection.update(result, step, self.train_seconds):
+            return
+        tmp = self.out / ".best.tmp"
+        if info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        distributed.barrier()
+        engine.export(self.save_module, tmp, info.is_main)
+        if info.is_main:
+            shutil.rmtree(self.out / "best", ignore_errors=True)
+            tmp.rename(self.out / "best")
+        distributed.barrier()
+
     def _publish_model(self) -> None:
-        """Copy the latest checkpoint's model to ``<output_dir>/model`` (the user-facing result)."""
+        """Copy the run's result to ``<output_dir>/model`` (the user-facing model): the best dev
+        point with ``run.select_metric`` (``selection.json`` says which), else the last step."""
+        if self.selection is not None and (self.out / "best").is_dir():
+            ckpt.publish_directory(self.out / "best", self.out / "model")
+            write_atomic(self.out / "selection.json", json.dumps(self.selection.to_dict(), indent=1) + "\n")
+            return
         latest = ckpt.latest_checkpoint(self.ckpt_root)
         if latest is not None:
             ckpt.publish_directory(latest / "model", self.out / "model")

@@ -50,14 +50,16 @@ def stage_config(cfg: TrainConfig, index: int, start_from: str) -> TrainConfig:
 
 
 def stage_finished(directory: Path, steps: int) -> bool:
-    """Whether the stage in ``directory`` trained all its ``steps`` and published its model."""
+    """Whether the stage in ``directory`` trained all its ``steps`` (or stopped early on dev,
+    ``run.patience``) and published its model."""
     try:
         latest = ckpt.latest_checkpoint(directory / "checkpoints")
     except FileNotFoundError:
         return False
     if latest is None or not (directory / "model" / "config.json").is_file():
         return False
-    return int(ckpt.read_trainer_state(latest)["step"]) >= steps
+    state = ckpt.read_trainer_state(latest)
+    return int(state["step"]) >= steps or bool(state.get("selection", {}).get("stopped_early"))
 
 
 def run_stages(cfg: TrainConfig, train_one: Callable[[TrainConfig], dict[str, float]]) -> dict[str, float]:

@@ -8,6 +8,7 @@ objective the config names (``objectives.registry.build_objective``), hand all o
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -22,6 +23,7 @@ from gumbel_rerank.reader.encoder_cache import EncoderCache
 from gumbel_rerank.reader.fid import FiDReader
 from gumbel_rerank.rerankers import Reranker, RerankerConfig
 from gumbel_rerank.training.collate import make_collate
+from gumbel_rerank.training.compute import CountingReader
 from gumbel_rerank.training.config import DataConfig, TrainConfig
 from gumbel_rerank.training.distributed import is_main_process
 from gumbel_rerank.training.loop import Trainer
@@ -98,12 +100,20 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluat
         dev = load_split(cfg.data, cfg.data.dev)
         subset = [dev[i] for i in range(min(cfg.data.dev_subset, len(dev)))]
         evaluator = RerankerEvaluator(
-            reader, subset, k=cfg.eval_k(), ks=sorted({*cfg.eval.ks, cfg.eval_k()}), n_passages=cfg.data.n_passages
+            reader,
+            subset,
+            k=cfg.eval_k(),
+            ks=sorted({*cfg.eval.ks, cfg.eval_k()}),
+            n_passages=cfg.data.n_passages,
+            evidence=cfg.data.evidence_roles,
         )
     if cfg.reader.encoder_cache_mib > 0:
         expected = len(train) + (len(evaluator.questions) if evaluator is not None else 0)
         reader.use_encoder_cache(EncoderCache(cfg.reader.encoder_cache_mib, expected_questions=expected))
-    objective = build_objective(cfg.objective.name, cfg.objective.settings, reader=reader)
+    # the objective reads through a counter of its reader work (the compare table's compute
+    # columns); the evaluator reads the reader itself, so evaluations are not counted
+    counting = CountingReader(reader)
+    objective = build_objective(cfg.objective.name, cfg.objective.settings, reader=counting)
 
     def save(module: Reranker, directory: Path) -> None:
         module.save_pretrained(directory)
@@ -123,10 +133,19 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluat
             "objective.json": describe(objective, cfg),
         },
         device=device,
-        step_diagnostics=lambda batch: exploration_metrics(objective, batch),
-        log_extras=lambda: cache_metrics(reader),
+        step_diagnostics=lambda batch: {**exploration_metrics(objective, batch), **role_metrics(objective, batch)},
+        log_extras=lambda: {**cache_metrics(reader), **reader_work(counting, trainer)},
     )
     return trainer, reader, evaluator
+
+
+def reader_work(counting: CountingReader, trainer: Trainer) -> dict[str, float]:
+    """The objective's reader work since this process started (``reader/<count>``) and the
+    step counting started at (``reader/since_step``): a resumed run counts afresh, and its
+    caches start empty too, so the ratio per question stays right."""
+    out = {f"reader/{name}": float(value) for name, value in asdict(counting.counts).items()}
+    out["reader/since_step"] = float(trainer.start_step)
+    return out
 
 
 @torch.no_grad()
@@ -150,6 +169,50 @@ def exploration_metrics(objective: Objective, batch: Batch) -> dict[str, float]:
     out = {}
     for name, kind in (("sampled_gold_direct", direct), ("sampled_gold_indirect", batch.gold & ~direct)):
         out[name] = float((picked & kind).sum() / kind.sum()) if bool(kind.any()) else math.nan
+    return out
+
+
+#: Passage roles of the demo data grouped for the per-role diagnostics (others: "rest").
+ROLE_GROUPS = {
+    "bridge": "bridge",
+    "answer": "answer",
+    "bridge:restated": "bridge_restated",
+    "answer:restated": "answer_restated",
+    "distractor:linked_attribute": "wrong_chain",
+    "distractor:entity_link": "entity_link",
+    "distractor:entity_trap": "trap",
+}
+
+
+@torch.no_grad()
+def role_metrics(objective: Objective, batch: Batch) -> dict[str, float]:
+    """Per passage role (data with ``role`` fields, e.g. the demo's): the mean raw score, the
+    score the mask saw (standardised or raw), how often one of the k samples picked it, how
+    often the hard top-k holds it, and the mean gradient of the loss w.r.t. its score and its
+    log mask entry, from the objective's last logged step (``last_passages``). Keys
+    ``role/<group>/<what>``; groups of :data:`ROLE_GROUPS` (the rest: "rest"). Nothing for
+    objectives or data without them. Reads roles the objective itself never sees."""
+    kept = getattr(objective, "last_passages", None)
+    if not kept or batch.passage_roles is None or not any(r for row in batch.passage_roles for r in row):
+        return {}
+    n = kept["score"].shape[1]
+    groups = [[ROLE_GROUPS.get(r, "rest") if r is not None else None for r in row[:n]] for row in batch.passage_roles]
+    picked = torch.zeros(len(batch), n + 1, dtype=torch.bool)
+    selection = getattr(objective, "last_selection", None)
+    if selection is not None:
+        picked.scatter_(1, selection.cpu().clamp(min=-1) % (n + 1), True)
+    k = int(objective.settings.mask.k)
+    in_top = torch.zeros(len(batch), n, dtype=torch.bool)
+    top = kept["z"].cpu().masked_fill(~kept["valid"].cpu(), float("-inf")).topk(min(k, n), dim=1).indices
+    in_top.scatter_(1, top, True)
+    in_top &= kept["valid"].cpu()
+    values = {"score": kept["score"], "z": kept["z"], "sampled": picked[:, :n].float(), "in_topk": in_top.float()}
+    values.update({name: kept[name] for name in ("grad_score", "grad_log_mask") if name in kept})
+    out = {}
+    for group in [*dict.fromkeys(ROLE_GROUPS.values()), "rest"]:
+        where = torch.tensor([[g == group for g in row] + [False] * (n - len(row)) for row in groups])
+        for what, tensor in values.items():
+            out[f"role/{group}/{what}"] = float(tensor.cpu()[where].mean()) if bool(where.any()) else math.nan
     return out
 
 
@@ -189,6 +252,7 @@ def write_final_report(cfg: TrainConfig, reader: FiDReader, model_dir: Path, que
         em_ks=sorted({1, cfg.eval_k()}),
         n_passages=cfg.data.n_passages,
         max_new_tokens=cfg.reader.settings.answer_maxlength,
+        evidence=cfg.data.evidence_roles,
     )
     out = Path(cfg.run.output_dir)
     write_report(report, out / "report", metrics_log=out / "metrics.jsonl")
