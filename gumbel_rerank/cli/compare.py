@@ -24,6 +24,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--objectives", help="comma-separated objective names (default: the config's list)")
     parser.add_argument("--train-questions", type=positive_int, help="demo only: training questions (default 3000)")
     parser.add_argument("--check-questions", type=positive_int, default=300, help="demo only: reading-check questions")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="the tuning protocol: each objective's settings chosen on dev with the same number of trials and "
+        "budget, then several seeds evaluated once on test (demo: gumbel_rerank/demo/assets/protocol_recipe.yaml)",
+    )
+    parser.add_argument(
+        "--setting",
+        choices=("chain", "redundant"),
+        default="chain",
+        help="demo only: the demo data (chain), or the redundant-evidence data where the bridge is also stated "
+        "by a second passage in other words (with its own reader)",
+    )
     return parser
 
 
@@ -46,6 +59,8 @@ def cli_main(argv: list[str]) -> int:
                 check_questions=args.check_questions,
                 objectives=names,
                 overrides=rest,
+                tune=args.tune,
+                setting=args.setting,
             )
         else:
             _run_config(args, names, rest)
@@ -62,10 +77,14 @@ def _run_config(args: argparse.Namespace, names: list[str] | None, rest: list[st
     from gumbel_rerank.config import load_config
     from gumbel_rerank.training.compare import run_compare
     from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig
+    from gumbel_rerank.training.protocol import run_protocol
 
     extra = [f"--run.output_dir={args.out}"] if args.out else []
     cfg = load_config(CompareConfig, args.config, extra + rest)
     if names:
         known = {o.name: o for o in cfg.compare.objectives}
         cfg.compare.objectives = [known.get(n) or ObjectiveConfig(name=n) for n in names]
-    run_compare(cfg)
+    if args.tune:
+        run_protocol(cfg)
+    else:
+        run_compare(cfg)

@@ -101,11 +101,11 @@ def check_reader_directory(cfg: CompareConfig) -> None:
         )
 
 
-def prepare_data(out: Path, n_train: int) -> None:
-    """Write the demo data. Always (re)written: generation takes seconds and is deterministic,
-    so a rerun or a resume sees the same files, and a folder left by a run with other sizes
-    cannot leak in."""
-    write_demo_data(demo_spec(n_train), out / "data")
+def prepare_data(out: Path, n_train: int, spec: DemoSpec | None = None) -> None:
+    """Write the demo data (``spec``, default :func:`demo_spec`). Always (re)written:
+    generation takes seconds and is deterministic, so a rerun or a resume sees the same files,
+    and a folder left by a run with other sizes cannot leak in."""
+    write_demo_data(spec or demo_spec(n_train), out / "data")
 
 
 def run_reading_check(cfg: CompareConfig, dev: Path, questions: int, contexts: Sequence[str]) -> dict[str, Any]:

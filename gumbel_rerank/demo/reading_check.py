@@ -12,11 +12,11 @@ demo data (``gumbel_rerank.demo.dataset``):
 * ``answer``: the answer passage alone (the value can be copied; no choice is left);
 * ``bridge``: the bridge alone (the answer is not in it: EM measures guessing).
 
-Data with restated facts (``DemoSpec.redundant``: roles ``bridge:restated``,
-``answer:restated``) has :data:`REDUNDANT_CONTEXTS`: ``all_but_bridge`` then keeps the
-restatement, so it measures whether the other copy covers; ``all_but_any_bridge`` drops both;
-``*_restated_*`` drop only the restatement; ``hard_restated`` is ``hard`` with both facts given
-only by their restatements.
+Data with a restated bridge (``DemoSpec.redundant``: role ``bridge:restated``) has
+:data:`REDUNDANT_CONTEXTS`: ``all_but_bridge`` then keeps the restatement, so it measures
+whether the other statement covers; ``all_but_restated_bridge`` drops only the restatement;
+``all_but_any_bridge`` drops both; ``hard_restated`` is ``hard`` with the bridge given only by
+its restatement (``hard_but_any_bridge``: by neither).
 
 Each EM is reported over all questions, the cued ones (the answer passage names the question's
 entity, so the bridge is redundant) and the uncued ones (only the bridge tells the answer passage
@@ -48,14 +48,12 @@ REDUNDANT_CONTEXTS = (
     "all_but_bridge",
     "all_but_restated_bridge",
     "all_but_any_bridge",
-    "all_but_answer",
-    "all_but_restated_answer",
     "hard",
     "hard_restated",
     "hard_but_any_bridge",
 )
 SUBSETS = ("all", "cued", "uncued")
-_RESTATED = {"bridge": "bridge:restated", "answer": "answer:restated"}
+_RESTATED = {"bridge": "bridge:restated"}
 _HARD_RESTATED = tuple(_RESTATED.get(role, role) for role in HARD_ROLES)
 
 
@@ -91,8 +89,6 @@ def context_passages(record: dict, context: str) -> list[dict]:
         "triple_but_bridge": lambda role: role in TRIPLE_ROLES and role != "bridge",
         "all_but_restated_bridge": lambda role: role != "bridge:restated",
         "all_but_any_bridge": lambda role: role not in ("bridge", "bridge:restated"),
-        "all_but_answer": lambda role: role != "answer",
-        "all_but_restated_answer": lambda role: role != "answer:restated",
         "hard_restated": lambda role: role in _HARD_RESTATED,
         "hard_but_any_bridge": lambda role: role in HARD_ROLES + _HARD_RESTATED and not role.startswith("bridge"),
     }[context]

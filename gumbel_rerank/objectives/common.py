@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable
 
 import torch
@@ -173,6 +174,8 @@ class TargetCache:
         self._store: dict[str, torch.Tensor] = {}
         self.hits = 0
         self.misses = 0
+        #: wall seconds spent computing targets (the one-time cost of caching them)
+        self.seconds = 0.0
 
     def __len__(self) -> int:
         return len(self._store)
@@ -182,10 +185,10 @@ class TargetCache:
         own passages (and, for extra dimensions, to the longest row). ``compute()`` returns all
         rows at once and runs unless every row is cached."""
         if not self.enabled:
-            return compute()
+            return self._timed(compute)
         keys = [example_key(batch, row) for row in range(len(batch))]
         if not all(key in self._store for key in keys):
-            values = compute()
+            values = self._timed(compute)
             self.misses += len(keys)
             for row, key in enumerate(keys):
                 # only the question's own passages: another batch may pad it to another n
@@ -199,3 +202,9 @@ class TargetCache:
         for row, value in enumerate(rows):
             out[(row, *[slice(0, size) for size in value.shape])] = value
         return out
+
+    def _timed(self, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        started = time.perf_counter()
+        values = compute()
+        self.seconds += time.perf_counter() - started
+        return values

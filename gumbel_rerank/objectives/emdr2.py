@@ -31,7 +31,7 @@ from gumbel_rerank.objectives.common import (
     read_batch,
     row_mean,
 )
-from gumbel_rerank.objectives.registry import ObjectiveSpec, register
+from gumbel_rerank.objectives.registry import LEARNING_RATES, ObjectiveSpec, register
 from gumbel_rerank.reader.base import Reader
 from gumbel_rerank.reader.formatting import IGNORE_INDEX
 from gumbel_rerank.rerankers import Reranker
@@ -183,6 +183,11 @@ register(
         build=lambda settings, reader: EMDR2Loss(reader, settings),
         uses_labels=False,
         reader_passes=lambda settings, n: ReaderPasses(encoded=n, single_forward=n, once=settings.cache_targets),
+        search_space={
+            "optim.lr": LEARNING_RATES,
+            "objective.settings.tau_student": (0.1, 1.0),
+            "objective.settings.level": ("sequence", "token"),
+        },
         summary="EMDR2: the reranker as the passage prior of the answer's marginal likelihood",
     )
 )

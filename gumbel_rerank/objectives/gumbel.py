@@ -33,7 +33,7 @@ from gumbel_rerank.masks import (
 )
 from gumbel_rerank.objectives.base import Batch, ReaderPasses, StepContext
 from gumbel_rerank.objectives.common import row_mean
-from gumbel_rerank.objectives.registry import ObjectiveSpec, register
+from gumbel_rerank.objectives.registry import LEARNING_RATES, ObjectiveSpec, register
 from gumbel_rerank.reader.base import EncodedPassages, Reader
 from gumbel_rerank.rerankers import Reranker
 
@@ -255,6 +255,12 @@ register(
         uses_labels=False,
         eval_k=lambda settings: settings.mask.k,
         reader_passes=lambda settings, n: ReaderPasses(encoded=n, full_forward=samples(settings), full_backward=samples(settings)),
+        search_space={
+            "optim.lr": LEARNING_RATES,
+            "objective.settings.mask.kappa": (0.5, 1.0, 2.0),
+            "objective.settings.standardize": (True, False),
+            "objective.settings.mask.mode": ("gumbel", "straight_through"),
+        },
         summary="G-Rerank: the reader's answer NLL under a relaxed top-k Gumbel mask",
     )
 )

@@ -20,7 +20,7 @@ from gumbel_rerank.config import ConfigError
 from gumbel_rerank.masks import NoiseStream, noise_generator
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.objectives.common import row_mean
-from gumbel_rerank.objectives.registry import ObjectiveSpec, register
+from gumbel_rerank.objectives.registry import LEARNING_RATES, ObjectiveSpec, register
 from gumbel_rerank.reader.base import Reader
 from gumbel_rerank.rerankers import Reranker
 
@@ -116,6 +116,7 @@ register(
         settings=LCESettings,
         build=_build,
         uses_labels=True,
+        search_space={"optim.lr": LEARNING_RATES, "objective.settings.group_size": (None, 4)},
         summary="LCE: softmax cross-entropy of a gold passage against its question's negatives",
     )
 )

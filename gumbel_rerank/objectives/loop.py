@@ -18,7 +18,7 @@ import torch
 from gumbel_rerank.objectives.base import Batch, ReaderPasses
 from gumbel_rerank.objectives.common import kl_to_student, leave_one_out_nll, read_batch
 from gumbel_rerank.objectives.distill import DistillSettings, ReaderDistillation
-from gumbel_rerank.objectives.registry import ObjectiveSpec, register
+from gumbel_rerank.objectives.registry import DISTILL_SPACE, ObjectiveSpec, register
 
 
 @dataclass
@@ -53,6 +53,7 @@ register(
         build=lambda settings, reader: LOOPLoss(reader, settings),
         uses_labels=False,
         reader_passes=lambda settings, n: ReaderPasses(encoded=n, full_forward=n, once=settings.cache_targets),
+        search_space=DISTILL_SPACE,
         summary="LOOP: KL to the answer NLL with each passage left out (Atlas)",
     )
 )

@@ -18,7 +18,7 @@ import torch
 from gumbel_rerank.objectives.base import Batch, ReaderPasses
 from gumbel_rerank.objectives.common import kl_to_student, per_passage_token_logprobs, read_batch
 from gumbel_rerank.objectives.distill import DistillSettings, ReaderDistillation
-from gumbel_rerank.objectives.registry import ObjectiveSpec, register
+from gumbel_rerank.objectives.registry import DISTILL_SPACE, ObjectiveSpec, register
 from gumbel_rerank.reader.formatting import IGNORE_INDEX
 
 
@@ -56,6 +56,7 @@ register(
         build=lambda settings, reader: PDistLoss(reader, settings),
         uses_labels=False,
         reader_passes=lambda settings, n: ReaderPasses(encoded=n, single_forward=n, once=settings.cache_targets),
+        search_space=DISTILL_SPACE,
         summary="PDist: KL to the reader's per-passage answer likelihood (Atlas)",
     )
 )

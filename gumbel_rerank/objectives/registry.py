@@ -47,6 +47,9 @@ class ObjectiveSpec:
         reader_passes: ``(settings, n) -> ReaderPasses``, the reader's work per training
             question with n candidates (the compare table's compute columns; a test checks it
             against counted passes). Objectives that never run the reader keep the default.
+        search_space: the settings worth tuning and the values to try, as dotted keys of the
+            objective's run config (``optim.lr``, ``objective.settings.tau_target``, ...) ->
+            values; ``compare --tune`` draws its trials from it (``tune.grids`` overrides it).
     """
 
     name: str
@@ -57,6 +60,7 @@ class ObjectiveSpec:
     eval_k: Callable[[Any], int] = lambda settings: 5
     summary: str = ""
     reader_passes: Callable[[Any, int], ReaderPasses] = lambda settings, n: ReaderPasses()
+    search_space: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=lambda: {"optim.lr": LEARNING_RATES})
 
     def __post_init__(self) -> None:
         if not dataclasses.is_dataclass(self.settings):
@@ -64,6 +68,16 @@ class ObjectiveSpec:
         if self.trains not in TRAINS:
             raise TypeError(f"objective {self.name!r}: trains must be one of {TRAINS}")
 
+
+#: The learning rates every objective's search space tries (AdamW, linear decay, fresh head).
+LEARNING_RATES = (1e-4, 3e-4, 1e-3)
+#: Reader-target and student temperatures of the KL distillation objectives: sharp to soft
+#: (LOOP's and PDist's targets differ by nats between passages; Atlas uses 0.01 for both).
+DISTILL_SPACE = {
+    "optim.lr": LEARNING_RATES,
+    "objective.settings.tau_target": (0.01, 0.1, 1.0),
+    "objective.settings.tau_student": (0.1, 1.0),
+}
 
 _REGISTRY: dict[str, ObjectiveSpec] = {}
 _loaded = False

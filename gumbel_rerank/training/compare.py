@@ -15,6 +15,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.envinfo import resolve_device
 from gumbel_rerank.evaluation import evaluate, write_report
 from gumbel_rerank.evaluation.report import markdown_table, plot_grouped_bars, read_metrics_log
+from gumbel_rerank.reader.base import Reader
 from gumbel_rerank.rerankers import Reranker
 from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig, TrainConfig
 from gumbel_rerank.training.stages import stage_finished
@@ -104,6 +106,78 @@ def model_fingerprint(model: Path) -> str:
     return json.dumps(stats)
 
 
+@dataclass
+class TestSet:
+    """The questions every ranking is judged on, and what identifies an evaluation of them.
+
+    Attributes:
+        questions: the first ``compare.test_questions`` of ``compare.test`` (or ``data.dev``).
+        settings: file, count, cut-offs and k: part of each saved evaluation's key.
+        groups: ``{group name: question ids}`` for per-group sections, or None.
+    """
+
+    questions: list[Question]
+    settings: dict[str, Any]
+    groups: dict[str, list[str]] | None = None
+
+
+def load_test_set(
+    cfg: CompareConfig, groups: Callable[[Sequence[Question]], Mapping[str, list[str]]] | None = None
+) -> TestSet:
+    """The test questions of ``cfg`` (read here, and only when an evaluation needs them). A
+    missing file is a FileNotFoundError naming it and the key that sets it."""
+    test = cfg.compare.test or cfg.data.dev
+    if not test:
+        raise ValueError("compare needs questions to evaluate: set compare.test or data.dev")
+    if not Path(test).is_file():
+        raise FileNotFoundError(f"{test}: the test questions (compare.test) are missing")
+    questions = load_split(cfg.data, test)
+    count = min(cfg.compare.test_questions or len(questions), len(questions))
+    chosen = [questions[i] for i in range(count)]
+    k = cfg.eval_k()
+    by_group = dict(groups(chosen)) if groups else None
+    settings = {"test": str(test), "questions": count, "ks": sorted({*cfg.compare.ks, k}), "k": k}
+    if by_group:
+        settings["groups"] = {name: len(ids) for name, ids in by_group.items()}
+    return TestSet(chosen, settings, by_group)
+
+
+def evaluate_model(
+    cfg: CompareConfig,
+    reader: Reader,
+    test: TestSet,
+    model: Path,
+    directory: Path,
+    seed: int,
+    head_seed: int | None = None,
+    metrics_log: Path | None = None,
+) -> dict[str, Any]:
+    """The report of reranker ``model`` on ``test`` (written to ``directory``), or the one
+    saved there for the same questions, settings, seed and weights: each test number is
+    computed once. ``head_seed`` seeds a fresh head (the untrained row starts exactly where
+    the training runs started); ``metrics_log`` adds the run's training curves."""
+    key = {**test.settings, "model": model_fingerprint(model), "seed": seed}
+    saved = json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {}
+    if saved.get("compare") == key:
+        return saved
+    print(f"[compare] evaluating {model} on {test.settings['questions']} questions", flush=True)
+    reranker = Reranker.from_pretrained(model, seed=head_seed, **cfg.reranker.settings).to(reader.device)
+    report = evaluate(
+        test.questions,
+        reader=reader,
+        reranker=reranker,
+        ks=test.settings["ks"],
+        em_ks=(test.settings["k"],),
+        n_passages=cfg.data.n_passages,
+        max_new_tokens=cfg.reader.settings.answer_maxlength,
+        groups=test.groups,
+        evidence=cfg.data.evidence_roles,
+    )
+    report["compare"] = key
+    write_report(report, directory, metrics_log=metrics_log if metrics_log is not None and metrics_log.is_file() else None)
+    return report
+
+
 def evaluate_all(
     cfg: CompareConfig,
     folders: Mapping[str, Path],
@@ -114,47 +188,22 @@ def evaluate_all(
 
     ``groups`` maps the evaluated questions to ``{group name: question ids}`` for per-group
     sections (``evaluate(groups=)``), e.g. the demo's cued and uncued questions."""
-    device = resolve_device(cfg.run.device)
-    reader = load_reader(cfg, device)
-    test = cfg.compare.test or cfg.data.dev
-    if not test:
-        raise ValueError("compare needs questions to evaluate: set compare.test or data.dev")
-    questions = load_split(cfg.data, test)
-    count = min(cfg.compare.test_questions or len(questions), len(questions))
-    questions = [questions[i] for i in range(count)]
-    k = cfg.eval_k()
-    by_group = dict(groups(questions)) if groups else None
-    settings = {"test": str(test), "questions": count, "ks": sorted({*cfg.compare.ks, k}), "k": k}
-    if by_group:
-        settings["groups"] = {name: len(ids) for name, ids in by_group.items()}
+    reader = load_reader(cfg, resolve_device(cfg.run.device))
+    test = load_test_set(cfg, groups)
     rankers = {UNTRAINED: Path(cfg.reranker.path), **{label: folder / "model" for label, folder in folders.items()}}
     reports = {}
     for label, model in rankers.items():
-        directory = out / "eval" / label.replace(" ", "_")
-        key = {**settings, "model": model_fingerprint(model), "seed": cfg.run.seed}
-        saved = json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {}
-        if saved.get("compare") == key:  # evaluated before with the same settings and weights
-            reports[label] = saved
-            continue
-        print(f"[compare] evaluating {label} on {count} questions", flush=True)
-        # the untrained row starts exactly where every training run started (seeded head)
-        seed = cfg.run.seed if label == UNTRAINED else None
-        reranker = Reranker.from_pretrained(model, seed=seed, **cfg.reranker.settings).to(device)
-        report = evaluate(
-            questions,
-            reader=reader,
-            reranker=reranker,
-            ks=settings["ks"],
-            em_ks=(k,),
-            n_passages=cfg.data.n_passages,
-            max_new_tokens=cfg.reader.settings.answer_maxlength,
-            groups=by_group,
-            evidence=cfg.data.evidence_roles,
+        untrained = label == UNTRAINED
+        reports[label] = evaluate_model(
+            cfg,
+            reader,
+            test,
+            model,
+            out / "eval" / label.replace(" ", "_"),
+            cfg.run.seed,
+            head_seed=cfg.run.seed if untrained else None,
+            metrics_log=None if untrained else model.parent / "metrics.jsonl",
         )
-        report["compare"] = key
-        log = model.parent / "metrics.jsonl"  # a trained run's log: adds its training curves
-        write_report(report, directory, metrics_log=log if label != UNTRAINED and log.is_file() else None)
-        reports[label] = report
     return reports
 
 

@@ -387,12 +387,69 @@ class CompareSection:
             raise ConfigError("compare.ks must be a non-empty list of cut-offs >= 1")
 
 
+#: ``tune.metric: auto``: the dev metric the protocol selects by (see :class:`TuneSection`).
+AUTO_METRIC = "auto"
+
+
+@dataclass
+class TuneSection:
+    """`gumbel-rerank compare --tune`: the tuning protocol (``gumbel_rerank.training.protocol``).
+
+    Every objective of ``compare.objectives`` gets ``trials`` settings drawn (seeded by
+    ``sample_seed``) from its search space (``ObjectiveSpec.search_space``, or ``grids[name]``),
+    each trained with seed ``run.seed`` under the same budget: at most ``optim.max_steps``,
+    a dev evaluation every ``run.eval_every`` steps, stopped after ``patience`` evaluations
+    without improvement, the best dev point kept. The trial with the best dev ``metric`` is
+    then trained with each of ``seeds`` and only those runs are evaluated on the test questions.
+
+    Attributes:
+        trials: settings tried per objective (the same for every objective).
+        seeds: seeds of the final runs at the chosen setting (fresh: the tuning seed's run is
+            not reused, so its selection on dev does not bias the test numbers).
+        metric: the dev metric maximised; "auto" = ``Evidence@k`` with ``data.evidence_roles``,
+            else ``AllGold@k`` (k = ``eval.k``).
+        patience: evaluations without improvement before a run stops.
+        sample_seed: seeds the draw of each objective's trials.
+        grids: objective name -> {dotted run-config key: values}, replacing that objective's
+            declared search space.
+    """
+
+    trials: int = 4
+    seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
+    metric: str = AUTO_METRIC
+    patience: int = 3
+    sample_seed: int = 0
+    grids: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.trials < 1:
+            raise ConfigError(f"tune.trials must be >= 1, got {self.trials}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"tune.seeds must be distinct seeds, at least one: {self.seeds}")
+        if self.patience < 1:
+            raise ConfigError("tune.patience must be >= 1 (evaluations without improvement before a run stops)")
+        for name, grid in self.grids.items():
+            registry.get(name, trains="reranker", where=f"tune.grids.{name}")
+            for key, values in grid.items():
+                if not isinstance(values, list) or not values:
+                    raise ConfigError(f"tune.grids.{name}.{key}: give a non-empty list of values")
+
+
 @dataclass
 class CompareConfig(TrainConfig):
     """`gumbel-rerank compare`: a train config (data, reader, reranker, optim, run) shared by
-    every objective of ``compare.objectives``; ``objective`` and ``stages`` are not used."""
+    every objective of ``compare.objectives``; ``objective`` and ``stages`` are not used;
+    ``tune`` is read by ``compare --tune``."""
 
     compare: CompareSection = field(default_factory=CompareSection)
+    tune: TuneSection = field(default_factory=TuneSection)
+
+    def tune_metric(self) -> str:
+        """The dev metric of the protocol (``tune.metric``, "auto" resolved)."""
+        if self.tune.metric != AUTO_METRIC:
+            return self.tune.metric
+        k = self.eval_k()
+        return f"Evidence@{k}" if self.data.evidence_roles else f"AllGold@{k}"
 
     def eval_k(self) -> int:
         """``eval.k``, default 5 (the paper's k): one k for every compared objective."""

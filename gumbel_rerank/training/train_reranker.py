@@ -134,17 +134,21 @@ def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluat
         },
         device=device,
         step_diagnostics=lambda batch: {**exploration_metrics(objective, batch), **role_metrics(objective, batch)},
-        log_extras=lambda: {**cache_metrics(reader), **reader_work(counting, trainer)},
+        log_extras=lambda: {**cache_metrics(reader), **reader_work(counting, trainer, objective)},
     )
     return trainer, reader, evaluator
 
 
-def reader_work(counting: CountingReader, trainer: Trainer) -> dict[str, float]:
-    """The objective's reader work since this process started (``reader/<count>``) and the
-    step counting started at (``reader/since_step``): a resumed run counts afresh, and its
-    caches start empty too, so the ratio per question stays right."""
+def reader_work(counting: CountingReader, trainer: Trainer, objective: Objective) -> dict[str, float]:
+    """The objective's reader work since this process started (``reader/<count>``), the step
+    counting started at (``reader/since_step``: a resumed run counts afresh, and its caches
+    start empty too, so the ratio per question stays right) and, for objectives that cache
+    reader targets, the seconds spent computing them (``reader/target_seconds``)."""
     out = {f"reader/{name}": float(value) for name, value in asdict(counting.counts).items()}
     out["reader/since_step"] = float(trainer.start_step)
+    cache = getattr(objective, "cache", None)
+    if cache is not None and getattr(cache, "enabled", False):
+        out["reader/target_seconds"] = float(cache.seconds)
     return out
 
 

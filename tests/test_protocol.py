@@ -1,0 +1,101 @@
+"""`gumbel-rerank compare --tune`: trials drawn from declared search spaces, equal for every
+objective, chosen on dev only, final seeds evaluated once on test; resumable."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import yaml
+from tiny_world import build_world
+
+from gumbel_rerank.cli import main
+from gumbel_rerank.config import ConfigError, load_config
+from gumbel_rerank.training.config import CompareConfig
+from gumbel_rerank.training.protocol import draw_trials, run_labels
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("world"))
+
+
+def protocol_config(world, path, test):
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data": {"train": str(world.train), "dev": str(world.dev), "dev_subset": 10},
+                "reader": {"path": str(world.reader), "settings": {"text_maxlength": 24}},
+                "reranker": {"path": str(world.reranker)},
+                "eval": {"k": 2},
+                "compare": {
+                    "objectives": [
+                        {"name": "gumbel", "settings": {"mask": {"k": 2}}},
+                        {"name": "loop", "settings": {"cache_targets": True}},
+                        {"name": "lce"},
+                    ],
+                    "test": str(test),
+                    "test_questions": 10,
+                    "ks": [1, 2],
+                },
+                "tune": {"trials": 2, "seeds": [1, 2], "patience": 1,
+                         "grids": {"lce": {"optim.lr": [1e-3, 3e-3]}}},
+                "optim": {"lr": 1e-3, "max_steps": 4, "micro_batch_size": 4},
+                "run": {"eval_every": 2, "save_every": 100, "log_every": 1},
+            }  # fmt: skip
+        )
+    )
+    return path
+
+
+def test_trials_are_seeded_distinct_draws_of_equal_number_for_every_objective(world, tmp_path):
+    cfg = load_config(CompareConfig, protocol_config(world, tmp_path / "c.yaml", world.dev))
+    labels = run_labels(cfg.compare.objectives)
+    draws = {label: draw_trials(cfg, label, o) for label, o in zip(labels, cfg.compare.objectives, strict=True)}
+    assert {len(d) for d in draws.values()} == {2}
+    assert draws["lce"] in ([{"optim.lr": 1e-3}, {"optim.lr": 3e-3}], [{"optim.lr": 3e-3}, {"optim.lr": 1e-3}])
+    assert all(len({json.dumps(t, sort_keys=True) for t in d}) == 2 for d in draws.values())
+    assert set(draws["gumbel"][0]) == {"optim.lr", "objective.settings.mask.kappa", "objective.settings.standardize", "objective.settings.mask.mode"}
+    assert draws == {label: draw_trials(cfg, label, o) for label, o in zip(labels, cfg.compare.objectives, strict=True)}
+    with pytest.raises(ConfigError, match="fewer than tune.trials"):
+        too_many = load_config(CompareConfig, tmp_path / "c.yaml", ["--tune.trials=3"])
+        draw_trials(too_many, "lce", too_many.compare.objectives[2])
+
+
+def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, tmp_path):
+    """The test file is absent while every trial and final run trains: the protocol gets to its
+    evaluation and stops there naming the file. Restored, the rerun trains nothing again and
+    reads the test questions once per final run."""
+    test = tmp_path / "test.jsonl"
+    shutil.copy(world.dev, test)
+    cfg = protocol_config(world, tmp_path / "c.yaml", test)
+    hidden = tmp_path / "elsewhere.jsonl"
+    test.rename(hidden)
+    out = tmp_path / "out"
+    assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 1
+    state = json.loads((out / "protocol.json").read_text())
+    assert "test" not in state
+    records = state["objectives"]
+    assert {label: len(r["trials"]) for label, r in records.items()} == {"gumbel": 2, "loop": 2, "lce": 2}
+    for label, record in records.items():
+        assert set(record["finals"]) == {"1", "2"}
+        best = max(t["best_dev"] for t in record["trials"])
+        assert record["trials"][record["chosen"]]["best_dev"] == best
+        for trial in record["trials"]:
+            saved = yaml.safe_load((out / "tune" / label / f"trial-{record['trials'].index(trial)}" / "config.yaml").read_text())
+            assert saved["run"]["select_metric"] == "AllGold@2" and "compare" not in saved
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}
+    assert len(stamps) == 3 * 2 + 3 * 2
+
+    hidden.rename(test)
+    assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}  # nothing retrained
+    state = json.loads((out / "protocol.json").read_text())
+    assert set(state["test"]["lce"]) == {"1", "2"}
+    text = (out / "protocol.md").read_text()
+    assert "| lce |" in text and "±" in text and "of 2 trials" in text and (out / "curves.png").stat().st_size > 0
+    reports = {p: p.stat().st_mtime_ns for p in out.glob("eval/**/report.json")}
+    assert len(reports) == 1 + 3 * 2
+    assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
+    assert reports == {p: p.stat().st_mtime_ns for p in out.glob("eval/**/report.json")}  # read once
