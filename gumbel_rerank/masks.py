@@ -51,10 +51,11 @@ __all__ = [
     "noise_generator",
     "relaxed_topk_log_mask",
     "sample_gumbel",
+    "subset_log_mask",
 ]
 
 #: Accepted values of ``MaskConfig.mode``.
-MODES = ("gumbel", "deterministic", "straight_through")
+MODES = ("gumbel", "deterministic", "straight_through", "subset")
 
 #: The one log-mask floor: ``log M`` of a dropped or padding passage. Finite, so no ``-inf``
 #: enters a soft path (a NaN-free gradient), representable in float16 (whose range ends at about
@@ -94,7 +95,11 @@ class MaskConfig:
         tau: softmax temperature; smaller is closer to a hard mask. Must be > 0.
         mode: ``"gumbel"`` (default, the method), ``"deterministic"`` (ablation without noise:
             ``softmax(kappa * w / tau)``), or ``"straight_through"`` (forward value is the hard
-            top-k of the gumbel relaxed mask, backward is the gumbel relaxed mask's gradient).
+            top-k of the gumbel relaxed mask, backward is the gumbel relaxed mask's gradient),
+            or ``"subset"`` (a relaxed top-k *without replacement*, the iterative relaxation of
+            Xie & Ermon 2019: one Gumbel draw, k softmaxes, each passage's logit lowered by
+            ``log(1 - p)`` after every pick, ``M`` their sum; the k picks are distinct, where the
+            max-of-k mask counts a passage drawn twice once).
         log_floor: value that ``log M`` is clamped to instead of ``-inf``; padding passages get
             exactly this value. Must be finite and negative. The default -1e4 is representable
             in float16 (whose range ends at about -6.5e4) and makes ``exp(log_floor)`` zero.
@@ -329,7 +334,8 @@ def relaxed_topk_log_mask(
 
     Returns:
         (B, n) tensor in ``scores.dtype`` on ``scores.device`` (computed internally in at least
-        float32), with values in ``[log_floor, 0]``:
+        float32), with values in ``[log_floor, 0]`` (in ``"subset"`` mode a passage may
+        exceed 0: :func:`subset_log_mask`):
 
         * padding passages: exactly ``log_floor``, and they get no probability in any softmax;
         * rows with ``n_valid <= k``: exactly ``0.0`` for every real passage (all are kept;
@@ -369,9 +375,12 @@ def relaxed_topk_log_mask(
         noise = noise.to(device=scores.device, dtype=work_dtype)
         perturbed = logits.unsqueeze(0) + noise  # (k, B, n)
     perturbed = perturbed.masked_fill(~softmax_valid.unsqueeze(0), float("-inf"))
-    log_samples = torch.log_softmax(perturbed / cfg.tau, dim=-1)  # (k or 1, B, n)
-    # log(max_j M^(j)) = max_j log M^(j); then keep -inf (and tiny values) out of the soft path.
-    log_mask = log_samples.amax(dim=0).clamp(min=cfg.log_floor)  # (B, n)
+    if cfg.mode == "subset":
+        log_mask = subset_log_mask(perturbed[0], cfg.k, cfg.tau).clamp(min=cfg.log_floor)
+    else:
+        log_samples = torch.log_softmax(perturbed / cfg.tau, dim=-1)  # (k or 1, B, n)
+        # log(max_j M^(j)) = max_j log M^(j); then keep -inf (and tiny values) out of the soft path.
+        log_mask = log_samples.amax(dim=0).clamp(min=cfg.log_floor)  # (B, n)
 
     floor = torch.full_like(log_mask, cfg.log_floor)
     zero = torch.zeros_like(log_mask)
@@ -387,6 +396,36 @@ def relaxed_topk_log_mask(
         log_mask = hard_log + (log_mask - log_mask.detach())
 
     return log_mask.to(scores.dtype)
+
+
+def subset_log_mask(perturbed: Tensor, k: int, tau: float) -> Tensor:
+    """``log M`` of the relaxed top-k without replacement (Xie & Ermon 2019) from one perturbed
+    score row per question.
+
+    ``p_1 = softmax(s / tau)``; after pick j every logit is lowered by ``log(1 - p_j)``
+    (``s <- s + log(1 - p_j)``), so a passage already taken has little mass left for the next
+    pick; ``M = sum_j p_j``, which sums to k over the passages. As ``tau -> 0`` this is the
+    hard top-k of the perturbed scores: k distinct passages. At a moderate tau a strong
+    passage can collect more than 1 (two picks' mass); it is not capped, which would cut its
+    gradient: the reader's attention uses only the ratios of M between passages.
+
+    Args:
+        perturbed: (B, n) ``kappa * w + G`` (``-inf`` where a passage cannot be picked).
+        k: picks. tau: temperature.
+
+    Returns:
+        (B, n) ``log M``, finite (callers clamp at the floor).
+    """
+    # passages that cannot be picked get a finite, hopeless logit: an all -inf row would give
+    # NaN gradients in the softmax and logsumexp below, even where the result is overwritten
+    logits = perturbed.nan_to_num(neginf=-1e9)
+    picks = []
+    for _ in range(k):
+        log_p = torch.log_softmax(logits / tau, dim=-1)  # (B, n)
+        picks.append(log_p)
+        # log(1 - p) from log p, kept finite when p rounds to 1 (a passage already taken)
+        logits = logits + torch.log1p(-log_p.exp().clamp(max=1.0 - 1e-6))
+    return torch.logsumexp(torch.stack(picks), dim=0)
 
 
 @torch.no_grad()

@@ -147,7 +147,7 @@ def test_log_floor_clamps_and_is_configurable() -> None:
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["gumbel", "deterministic"])
+@pytest.mark.parametrize("mode", ["gumbel", "deterministic", "subset"])
 def test_gradcheck(mode: str) -> None:
     scores, valid = _batch()
     scores = scores.clone().requires_grad_(True)
@@ -545,3 +545,24 @@ def test_example_noise_does_not_depend_on_batch_layout_or_padding():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="noise has shape"):
         relaxed_topk_log_mask(scores, valid, cfg, noise=together[:, :2])
+
+
+def test_subset_mode_picks_k_distinct_passages_as_tau_shrinks() -> None:
+    """Without replacement: at a small tau the mask is 1 on the top k of the one perturbed draw
+    (k distinct passages, where max-of-k may repeat one); at any tau each pick sums to one, so
+    the mask sums to k."""
+    from gumbel_rerank.masks import subset_log_mask
+
+    torch.manual_seed(0)
+    scores = torch.randn(6, 8, dtype=torch.float64)
+    valid = torch.ones(6, 8, dtype=torch.bool)
+    noise = sample_gumbel((3, 6, 8), generator=noise_generator(1, 2, 3, 4), dtype=torch.float64)
+    sharp = relaxed_topk_log_mask(scores, valid, MaskConfig(k=3, tau=1e-3, mode="subset"), noise=noise).exp()
+    top = (scores + noise[0]).topk(3, dim=1).indices
+    expected = torch.zeros_like(sharp).scatter_(1, top, 1.0)
+    torch.testing.assert_close(sharp, expected, atol=1e-6, rtol=0)
+    soft = subset_log_mask(scores + noise[0], 3, 0.7).exp()
+    torch.testing.assert_close(soft.sum(dim=1), torch.full((6,), 3.0, dtype=torch.float64))
+    # max-of-k with the same scale can count one passage for two samples: fewer than k kept
+    maxk = relaxed_topk_log_mask(scores * 5, valid, MaskConfig(k=3, tau=1e-3), noise=noise).exp()
+    assert float(maxk.sum(dim=1).min()) < 3.0 - 0.5

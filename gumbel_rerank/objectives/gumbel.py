@@ -229,12 +229,14 @@ def mask_entropy(log_mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def sample_winners(scores: torch.Tensor, valid: torch.Tensor, mask: MaskConfig, noise: torch.Tensor | None) -> torch.Tensor:
     """(B, k) the passage each Gumbel sample j picks, ``argmax_i kappa w_i + G_ij`` (the hard
-    content of the relaxed mask); without noise, the top k. -1 for a sample in a row with no
-    valid passage."""
+    content of the relaxed mask); in "subset" mode the top k of the first draw's perturbed
+    scores; without noise, the top k. -1 for a sample in a row with no valid passage."""
     logits = (scores * mask.kappa).masked_fill(~valid, float("-inf"))
+    k = min(mask.k, scores.shape[1])
     if noise is None:
-        k = min(mask.k, scores.shape[1])
         picked = logits.topk(k, dim=1).indices
+    elif mask.mode == "subset":  # one draw, k distinct picks: the top k of the perturbed scores
+        picked = (logits + noise[0].to(scores.device, scores.dtype)).topk(k, dim=1).indices
     else:
         picked = (logits.unsqueeze(0) + noise.to(scores.device, scores.dtype)).argmax(dim=-1).T  # (B, k)
     return torch.where(valid.any(dim=1, keepdim=True), picked, torch.full_like(picked, -1))
