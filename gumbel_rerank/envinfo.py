@@ -69,23 +69,39 @@ def format_report(report: dict[str, str]) -> str:
 def resolve_device(name: str) -> torch.device:
     """``"auto"`` / ``"cuda"`` / ``"cpu"`` -> a torch device; CUDA means this process's GPU.
 
-    ``"auto"`` is CUDA when torch sees a GPU, else the CPU. The GPU index is the process's
-    LOCAL_RANK (or SLURM_LOCALID): models are loaded before the process group exists, and a bare
-    "cuda" would put every rank's frozen reader on GPU 0. Asking for CUDA on a machine without
-    it is a ``ValueError`` now, not an obscure failure at the first tensor moved.
+    ``"auto"`` is CUDA when torch sees a GPU for every process of this node, else the CPU. The
+    GPU index is the process's LOCAL_RANK (or SLURM_LOCALID): models are loaded before the
+    process group exists, and a bare "cuda" would put every rank's frozen reader on GPU 0.
+    When a node runs more processes than it has GPUs (LOCAL_WORLD_SIZE / SLURM_NTASKS_PER_NODE
+    above the GPU count, e.g. two test processes on a one-GPU machine), "auto" puts every
+    process on the CPU (gloo) and says so: a process asking for a missing ``cuda:1`` would
+    fail, and mixing nccl and gloo ranks would hang. Asking for "cuda" there, or on a machine
+    without CUDA, is a ``ValueError`` naming the counts.
     """
     import torch
 
     if name not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {name!r}")
+    local = int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("SLURM_NTASKS_PER_NODE", str(local + 1))))
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+        name = "cuda" if gpus else "cpu"
+        if gpus and max(per_node, local + 1) > gpus:
+            print(
+                f"device auto: {max(per_node, local + 1)} processes on this node but {gpus} GPU(s) visible; "
+                "every process runs on the CPU (gloo)",
+                file=sys.stderr,
+                flush=True,
+            )
+            name = "cpu"
     if name == "cpu":
         return torch.device("cpu")
-    if not torch.cuda.is_available():
+    if not gpus:
         raise ValueError("device='cuda' was asked for but torch sees no CUDA GPU; use 'cpu'")
-    local = os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0"))
-    return torch.device(f"cuda:{int(local)}")
+    if local >= gpus:
+        raise ValueError(f"device='cuda': this is process {local} of its node but only {gpus} GPU(s) are visible")
+    return torch.device(f"cuda:{local}")
 
 
 @functools.cache  # asked on every reranker forward; hardware does not change

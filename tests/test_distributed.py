@@ -57,3 +57,43 @@ def test_two_process_zero2_matches_one_process(tmp_path):
     last = double / "checkpoints" / "step-0000006"
     assert (last / "rng-rank0.pt").is_file() and (last / "rng-rank1.pt").is_file()
     assert (last / "state" / "state").is_dir()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_every_job_leaves_the_process_group_on_success_and_on_errors(tmp_path, fails):
+    """A DeepSpeed job joins a process group; the job destroys it when it ends, also when
+    training raises (here a fault injected into the step after the group exists)."""
+    world = build_world(tmp_path / "world")
+    script = f"""
+import sys, torch.distributed as dist
+from gumbel_rerank.cli import main
+from gumbel_rerank.training import loop
+if {fails}:
+    def broken(self, *args, **kwargs):
+        assert dist.is_initialized()
+        raise OSError("disk gone")
+    loop.Trainer._train_step = broken
+code = main(["train", *{[*world.overrides(tmp_path / "run", **{"optim.max_steps": 2}), f"--run.deepspeed={ROOT / 'configs' / 'deepspeed' / 'zero0.json'}", "--run.device=cpu"]!r}])
+print("exit", code, "group left", not dist.is_initialized())
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert f"exit {1 if fails else 0} group left True" in result.stdout, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_auto_device_puts_every_process_on_the_cpu_when_a_node_has_fewer_gpus_than_processes(monkeypatch, capsys):
+    """Two processes on a one-GPU machine: "auto" runs both on the CPU (gloo), saying so; an
+    explicit "cuda" for the second process names the counts instead of failing on cuda:1."""
+    from gumbel_rerank.envinfo import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    for rank in ("0", "1"):
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        assert resolve_device("auto") == torch.device("cpu")
+    assert "2 processes on this node but 1 GPU(s) visible" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="process 1 of its node but only 1 GPU"):
+        resolve_device("cuda")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert resolve_device("auto") == torch.device("cuda:0")

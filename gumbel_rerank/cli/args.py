@@ -58,6 +58,7 @@ def run_config_job(prog: str, description: str, argv: list[str], load_and_run: C
     check_overrides(parser, rest)
     from gumbel_rerank.config import ConfigError
     from gumbel_rerank.training.checkpointing import CheckpointStateError, RunFolderBusy
+    from gumbel_rerank.training.distributed import cleanup
 
     try:
         load_and_run(args.config, rest + (["--run.resume=true"] if args.resume else []))
@@ -67,4 +68,8 @@ def run_config_job(prog: str, description: str, argv: list[str], load_and_run: C
     except (RunFolderBusy, CheckpointStateError, OSError) as err:  # the message says what and where
         print(f"gumbel-rerank: {err}", file=sys.stderr)
         return 1
+    finally:
+        # the process group (DeepSpeed, several processes) is left at the end of every job, on
+        # errors too: NCCL warns about and may hang on a group never destroyed
+        cleanup()
     return 0

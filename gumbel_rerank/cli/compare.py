@@ -70,6 +70,10 @@ def cli_main(argv: list[str]) -> int:
     except (FileNotFoundError, RuntimeError, ValueError) as err:
         print(f"gumbel-rerank compare: {err}", file=sys.stderr)
         return 1
+    finally:
+        from gumbel_rerank.training.distributed import cleanup
+
+        cleanup()  # a DeepSpeed run joins a process group: leave it, on errors too
     return 0
 
 
