@@ -806,3 +806,56 @@ def test_compiling_again_or_dropping_it_releases_the_previous_compiled_model(ber
     reranker.compile_for_inference(enabled=False)
     assert reranker._compiled is None and not reranker.is_compiled
     assert len(reranker.hf_model._load_state_dict_post_hooks) == 0
+
+
+QUESTIONS_TRAIN = ["who wrote it", "what is it"]
+PASSAGES_TRAIN = [
+    [{"title": "darwin", "text": "darwin wrote it"}, "a city in france of note", "nothing here"],
+    ["the first one", {"title": "paris", "text": "a city in france of some note and size"}],
+]
+
+
+def test_compiled_training_gives_eager_scores_and_gradients_on_bucketed_lengths(bert_tokenizer):
+    """compile_train: the same scores and parameter gradients as the eager model (dropout
+    off), pairs padded to a multiple of pad_multiple but never past max_length; without
+    gradients the eager model scores."""
+    eager = make_bert_reranker(bert_tokenizer, max_length=30).eval()
+    compiled = make_bert_reranker(bert_tokenizer, max_length=30, compile_train=True, pad_multiple=8).eval()
+    length = eager.tokenize(QUESTIONS_TRAIN, PASSAGES_TRAIN).features["input_ids"].shape[1]
+    assert length % 8 and length < 30
+    assert compiled.tokenize(QUESTIONS_TRAIN, PASSAGES_TRAIN).features["input_ids"].shape[1] == min(30, -(-length // 8) * 8)
+    capped = make_bert_reranker(bert_tokenizer, max_length=length + 1, compile_train=True, pad_multiple=16)
+    assert capped.tokenize(QUESTIONS_TRAIN, PASSAGES_TRAIN).features["input_ids"].shape[1] == length + 1
+    grads = []
+    for model in (eager, compiled):
+        scores, valid = model.score(QUESTIONS_TRAIN, PASSAGES_TRAIN)
+        (scores * torch.arange(1.0, 4.0)).masked_fill(~valid, 0).sum().backward()
+        grads.append((scores.detach(), [p.grad.clone() for p in model.parameters()]))
+    assert compiled._train_compiled is not None and compiled._train_compiled.working is True
+    torch.testing.assert_close(grads[0][0], grads[1][0], atol=1e-5, rtol=1e-4)
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled.score(QUESTIONS_TRAIN, PASSAGES_TRAIN).scores, grads[0][0], atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_training_without_a_working_compiler_warns_and_trains_eagerly(bert_tokenizer, tmp_path):
+    import subprocess
+    import sys
+
+    directory = tmp_path / "reranker"
+    make_bert_reranker(bert_tokenizer).save_pretrained(directory)
+    script = (
+        "import json, logging, torch; logging.basicConfig(level=logging.WARNING)\n"
+        "from gumbel_rerank.rerankers import Reranker\n"
+        f"q, p = {QUESTIONS_TRAIN!r}, {PASSAGES_TRAIN!r}\n"
+        f"eager = Reranker.from_pretrained({str(directory)!r}, pad_multiple=None).eval()\n"
+        f"r = Reranker.from_pretrained({str(directory)!r}, compile_train=True, pad_multiple=None).eval()\n"
+        "print(json.dumps([eager.score(q, p).scores.tolist(), r.score(q, p).scores.tolist(), r._train_compiled.working]))\n"
+    )
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    eager, scores, working = json.loads(done.stdout.strip().splitlines()[-1])
+    assert working is False and scores == eager
+    assert "compiling the reranker for training failed" in done.stderr

@@ -115,3 +115,33 @@ class CompiledInference:
             return self.model(**inputs)
         self.working = True
         return out
+
+
+class CompiledTraining:
+    """``model``'s forward for training, through ``torch.compile`` (weights stay parameters, so
+    optimizer steps need no recompilation); the eager model once compilation has failed.
+
+    Args:
+        model: the Hugging Face model the reranker wraps.
+    """
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self.compiled: Callable[..., Any] | None = torch.compile(model, dynamic=False)
+        self.working: bool | None = None  # None until the first call has compiled (or failed)
+
+    def __call__(self, **inputs: Any) -> Any:
+        """The model's output for ``inputs`` (with gradients); the eager model's if compiling
+        fails (warned once)."""
+        if self.working is False:
+            return self.model(**inputs)
+        try:
+            out = self.compiled(**inputs)
+        except Exception as err:  # inductor raises many kinds (no compiler, unsupported op)
+            if self.working:  # it compiled before: a real error of this call
+                raise
+            logger.warning("compiling the reranker for training failed (%s: %s); training eagerly", type(err).__name__, str(err)[:300])
+            self.working, self.compiled = False, None
+            return self.model(**inputs)
+        self.working = True
+        return out

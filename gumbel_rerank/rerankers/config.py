@@ -84,6 +84,15 @@ class RerankerConfig:
             passages per question fit, for about one more forward pass of time. Scores and
             gradients equal those of plain chunked scoring (dropout's random state is replayed).
             None (default) keeps every activation. Inference is unaffected.
+        compile_train: while gradients are on (training), run the model through
+            ``torch.compile`` (inductor; the weights stay parameters, unlike the frozen
+            inference graph), with pair lengths padded to a multiple of ``pad_multiple`` so a
+            run meets only a few shapes (each new one compiles once). Where no compiler works,
+            the first step warns and training stays eager. Loss and gradients equal eager
+            ones to float rounding (a test); dropout draws from inductor's own generator, so
+            a compiled run's weights differ from an eager run's (each is reproducible).
+        pad_multiple: with ``compile_train``, pad each batch's pairs to a multiple of this many
+            tokens (None: no rounding).
     """
 
     kind: str = "cross_encoder"
@@ -93,6 +102,8 @@ class RerankerConfig:
     rankt5_query_template: str = "Query: {question} Document: {passage}"
     autocast: str | None = None
     grad_chunk_size: int | None = None
+    compile_train: bool = False
+    pad_multiple: int | None = 16
 
     def __post_init__(self) -> None:
         if self.autocast not in AUTOCAST:
@@ -101,6 +112,8 @@ class RerankerConfig:
             isinstance(self.grad_chunk_size, bool) or not isinstance(self.grad_chunk_size, int) or self.grad_chunk_size < 1
         ):
             raise ValueError(f"RerankerConfig.grad_chunk_size must be a positive int or None, got {self.grad_chunk_size!r}.")
+        if self.pad_multiple is not None and (isinstance(self.pad_multiple, bool) or not isinstance(self.pad_multiple, int) or self.pad_multiple < 1):
+            raise ValueError(f"RerankerConfig.pad_multiple must be a positive int or None, got {self.pad_multiple!r}.")
         if self.kind not in KINDS:
             raise ValueError(
                 f"RerankerConfig.kind={self.kind!r} is not supported; use one of {KINDS}."

@@ -41,7 +41,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from gumbel_rerank.envinfo import native_bf16
-from gumbel_rerank.rerankers.compiled import CompiledInference
+from gumbel_rerank.rerankers.compiled import CompiledInference, CompiledTraining
 from gumbel_rerank.rerankers.config import (
     DEFAULT_RANKT5_TOKEN,
     RerankerConfig,
@@ -190,6 +190,8 @@ class Reranker(nn.Module):
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         self._compiled: CompiledInference | None = None  # see compile_for_inference
+        # the training graph (config.compile_train), built on first use
+        self._train_compiled: CompiledTraining | None = None
         self._token_id: int | None = None
         self._decoder_start_id: int | None = None
 
@@ -272,9 +274,18 @@ class Reranker(nn.Module):
         return self.tokenizer(texts, truncation=True, max_length=self.config.max_length, **padding)
 
     def _encode(self, questions: Sequence[str], passage_texts: Sequence[str]) -> dict[str, Tensor]:
-        """Tokenise flat, aligned (question, formatted passage) lists -> (P, L) tensors."""
+        """Tokenise flat, aligned (question, formatted passage) lists -> (P, L) tensors; with
+        ``compile_train``, L is rounded up to ``pad_multiple`` (few shapes, few compilations)."""
         enc = self._tokenizer_call(questions, passage_texts, padding=True, return_tensors="pt")
-        return {k: enc[k] for k in self._feature_keys() if k in enc}
+        features = {k: enc[k] for k in self._feature_keys() if k in enc}
+        multiple = self.config.pad_multiple if self.config.compile_train else None
+        length = features["input_ids"].shape[1]
+        if multiple and length % multiple:
+            # never past max_length: the model's position table may end there
+            extra = min(-(-length // multiple) * multiple, max(self.config.max_length, length)) - length
+            pad = {"input_ids": self.tokenizer.pad_token_id}
+            features = {k: nn.functional.pad(v, (0, extra), value=pad.get(k, 0)) for k, v in features.items()}
+        return features
 
     def _feature_keys(self) -> tuple[str, ...]:
         """The tokenizer outputs the model takes (RankT5 has no token types)."""
@@ -312,6 +323,10 @@ class Reranker(nn.Module):
         """(P,) scores of one chunk of (P, L) pairs, in the model's dtype."""
         compiled = self._compiled is not None and self._compiled.usable()
         model = self._compiled if compiled else self.hf_model
+        if self.config.compile_train and torch.is_grad_enabled():
+            if self._train_compiled is None:
+                self._train_compiled = CompiledTraining(self.hf_model)
+            model = self._train_compiled
         if self.kind == "cross_encoder":
             kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
             logits = model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
