@@ -398,6 +398,7 @@ def test_global_rng_is_used_without_generator() -> None:
     assert not torch.equal(a, c)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cpu_generator_gives_the_same_mask_on_cuda() -> None:
     scores, valid = _batch()

@@ -361,6 +361,9 @@ class Trainer:
             if want_log:
                 record = distributed.mean_over_ranks(record, self.device)
                 record["sec_per_step"] = (time.perf_counter() - tic) / max(1, done - start)
+                if self.device.type == "cuda":  # memory per (n, lengths, model sizes): users ask first
+                    record["cuda/max_allocated_mib"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+                    record["cuda/max_reserved_mib"] = torch.cuda.max_memory_reserved(self.device) / 2**20
                 last = record
                 self._log(log, done, record, wandb_run)
                 progress.set_postfix(loss=f"{record['loss']:.4f}")
