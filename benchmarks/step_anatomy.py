@@ -53,7 +53,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def demo_train_config(out: Path, steps: int, autocast: str | None):
+def demo_train_config(out: Path, steps: int, autocast: str | None, compile_train: bool = False):
     """The demo's G-Rerank run (demo_recipe.yaml's data, reader, reranker, objective, optim)
     for ``steps`` steps, logging every 10, one checkpoint at the end, no dev evaluation; the
     reranker's ``autocast`` as given (the recipe's default is "auto")."""
@@ -62,7 +62,10 @@ def demo_train_config(out: Path, steps: int, autocast: str | None):
     from gumbel_rerank.demo.command import demo_config
     from gumbel_rerank.training.compare import objective_run_config
 
-    cfg = demo_config(out, overrides=[f"--reranker.settings.autocast={autocast or 'null'}"])
+    overrides = [f"--reranker.settings.autocast={autocast or 'null'}"]
+    if compile_train:
+        overrides.append("--reranker.settings.compile_train=true")
+    cfg = demo_config(out, overrides=overrides)
     gumbel = next(o for o in cfg.compare.objectives if o.name == "gumbel")
     run_cfg = objective_run_config(cfg, gumbel, out / "run")
     run_cfg.optim = dataclasses.replace(run_cfg.optim, max_steps=steps)
@@ -165,6 +168,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40, help="trainer steps for (d); a multiple of 10, > 10")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--autocast", choices=["none", "bf16", "auto"], default="none", help="reranker.settings.autocast")
+    parser.add_argument("--compile-train", action="store_true", help="reranker.settings.compile_train: the compiled training step")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write ('' = print only)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -176,7 +180,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         prepare_data(out, 3000)
-        cfg = demo_train_config(out, args.steps, None if args.autocast == "none" else args.autocast)
+        cfg = demo_train_config(out, args.steps, None if args.autocast == "none" else args.autocast, args.compile_train)
         trainer, reader, _ = build_trainer(cfg)
         parts = part_timings(trainer, reader, args.repeats)
         full = trainer_step_seconds(trainer, args.steps)
@@ -187,7 +191,7 @@ def main() -> None:
         "# Step anatomy: G-Rerank at the demo's shapes",
         "",
         f"Command: `python benchmarks/step_anatomy.py --threads {args.threads} --steps {args.steps} "
-        f"--repeats {args.repeats} --autocast {args.autocast}`",
+        f"--repeats {args.repeats} --autocast {args.autocast}{' --compile-train' if args.compile_train else ''}`",
         f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs, {args.threads} torch thread(s), "
         f"torch {package_version('torch')}, transformers {package_version('transformers')}; nothing else running.",
         "Shapes: 8 questions x 10 passages (demo data), chain reader (3.1 M), all-MiniLM-L6-v2 "
