@@ -112,10 +112,9 @@ def run_reading_check(cfg: CompareConfig, dev: Path, questions: int, contexts: S
     """The reader's reading check (``contexts``) on the first ``questions`` of ``dev``."""
     from gumbel_rerank.demo.reading_check import read_demo_records, reading_check
     from gumbel_rerank.envinfo import resolve_device
-    from gumbel_rerank.reader.fid import FiDReader
+    from gumbel_rerank.training.train_reranker import load_reader
 
-    reader = FiDReader.from_pretrained(cfg.reader.path, config=cfg.reader.settings)
-    reader = reader.to(resolve_device(cfg.run.device))
+    reader = load_reader(cfg, resolve_device(cfg.run.device))
     return reading_check(reader, read_demo_records(dev, limit=questions), contexts=contexts)
 
 

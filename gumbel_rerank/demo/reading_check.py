@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from gumbel_rerank.data.answers import exact_match
-from gumbel_rerank.reader.fid import FiDReader
+from gumbel_rerank.reader.base import Reader
 
 CONTEXTS = ("all", "all_but_bridge", "gold", "answer", "bridge")
 #: The hard contexts of a chain reader's check: the passages that compete for the answer
@@ -97,7 +97,7 @@ def context_passages(record: dict, context: str) -> list[dict]:
 
 @torch.no_grad()
 def reader_answers(
-    reader: FiDReader, questions: Sequence[str], contexts: Sequence[list[dict]], batch_size: int = 64
+    reader: Reader, questions: Sequence[str], contexts: Sequence[list[dict]], batch_size: int = 64
 ) -> list[str]:
     """Greedy answers of ``reader`` for each question from its given passages."""
     answers: list[str] = []
@@ -110,7 +110,7 @@ def reader_answers(
 
 
 def reading_check(
-    reader: FiDReader, records: Sequence[dict], batch_size: int = 64, contexts: Sequence[str] = CONTEXTS
+    reader: Reader, records: Sequence[dict], batch_size: int = 64, contexts: Sequence[str] = CONTEXTS
 ) -> dict[str, dict[str, float]]:
     """EM per context (``contexts``: :data:`CONTEXTS`, or :data:`CHAIN_CONTEXTS` for a chain
     reader) and subset (:data:`SUBSETS`); also ``n`` per subset.

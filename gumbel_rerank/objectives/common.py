@@ -119,7 +119,12 @@ def per_passage_token_logprobs(
     size = chunk_size or b * n
     parts = []
     for start in range(0, b * n, size):
-        part = EncodedPassages(singles.hidden[start : start + size], singles.token_mask[start : start + size])
+        part = EncodedPassages(
+            singles.hidden[start : start + size],
+            singles.token_mask[start : start + size],
+            prompt_ids=None if singles.prompt_ids is None else singles.prompt_ids[start : start + size],
+            prompt_mask=None if singles.prompt_mask is None else singles.prompt_mask[start : start + size],
+        )
         parts.append(reader.token_logprobs(part, rows[start : start + size], None, temperature))
     return torch.cat(parts).view(b, n, -1)
 

@@ -10,7 +10,7 @@ from gumbel_rerank.config import ConfigError
 from gumbel_rerank.masks import NoiseStream, noise_generator
 from gumbel_rerank.objectives.base import Batch, StepContext
 from gumbel_rerank.objectives.registry import ObjectiveSpec, register
-from gumbel_rerank.reader.fid import FiDReader
+from gumbel_rerank.reader.base import Reader
 
 CONTEXTS = ("answer", "gold", "all", "roles")
 
@@ -171,14 +171,15 @@ class ReaderNLLLoss:
     at each step (answer passage only -> gold passages -> all, with distractors).
 
     Args:
-        reader: a FiDReader whose ``model`` is the module the engine trains.
+        reader: a trainable reader (FiD or parallel LM) whose ``model`` is the module the
+            engine trains.
         curriculum: stages in order (empty = all passages throughout).
     """
 
     name = "reader_nll"
     uses_labels = True  # curricula read gold flags to choose contexts
 
-    def __init__(self, reader: FiDReader, curriculum: list[CurriculumStage] | None = None):
+    def __init__(self, reader: Reader, curriculum: list[CurriculumStage] | None = None):
         self.reader = reader
         self.curriculum = list(curriculum or [])
 

@@ -6,6 +6,7 @@ reader slots in by implementing it, without touching them.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -21,17 +22,21 @@ class PassageTokens:
         attention_mask: (B, N, L) bool, True on real tokens.
         passage_valid: (B, N) bool, False for padding passages (a question with fewer
             candidates than the batch's N).
+        prompt_ids / prompt_mask: (B, Tp) the question prompt a decoder-only reader reads
+            after the passages (left-padded), and its real tokens; None for FiD, whose
+            question is inside every passage's encoder input.
     """
 
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     passage_valid: torch.Tensor
+    prompt_ids: torch.Tensor | None = None
+    prompt_mask: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> PassageTokens:
-        """A copy with all three tensors on ``device``."""
-        return PassageTokens(
-            self.input_ids.to(device), self.attention_mask.to(device), self.passage_valid.to(device)
-        )
+        """A copy with every tensor on ``device``."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return PassageTokens(**{name: None if t is None else t.to(device) for name, t in fields.items()})
 
 
 @dataclass
@@ -46,11 +51,34 @@ class EncodedPassages:
             cross-attention bias sees passage i's tokens at positions ``slot * L + t``, so
             :meth:`select` keeps the kept passages where the training mask saw them, and a 0/1
             mask equals the selection exactly (docs/bugs-and-fixes.md, "legacy bias slots").
+        prompt_ids / prompt_mask: (B, Tp) a decoder-only reader's question prompt (see
+            :class:`PassageTokens`); None for FiD.
+
+    ``hidden`` is whatever per-token state the reader attends to: FiD's encoder outputs
+    (D = d_model), or a decoder-only reader's per-layer keys and values packed along D. Every
+    operation here works on the token axis only, so it serves both.
     """
 
     hidden: torch.Tensor
     token_mask: torch.Tensor
     slots: torch.Tensor | None = None
+    prompt_ids: torch.Tensor | None = None
+    prompt_mask: torch.Tensor | None = None
+
+    def to_device(self, device: torch.device | str) -> EncodedPassages:
+        """The prompt tensors on ``device`` (the states are made there already)."""
+        if self.prompt_ids is None or self.prompt_ids.device == torch.device(device):
+            return self
+        return dataclasses.replace(self, prompt_ids=self.prompt_ids.to(device), prompt_mask=self.prompt_mask.to(device))
+
+    def _prompts(self, repeat: int = 1, interleave: int = 1) -> dict[str, torch.Tensor | None]:
+        """The prompt fields repeated block-wise (``repeat``) or per row (``interleave``)."""
+        if self.prompt_ids is None:
+            return {}
+        return {
+            name: getattr(self, name).repeat_interleave(interleave, dim=0).repeat(repeat, 1)
+            for name in ("prompt_ids", "prompt_mask")
+        }
 
     def slot_index(self) -> torch.Tensor:
         """(B, N) long: :attr:`slots`, or 0..N-1 for every question when not set."""
@@ -83,12 +111,14 @@ class EncodedPassages:
         """
         b, n, length = self.token_mask.shape
         hidden = self.hidden.view(b * n, length, self.hidden.shape[-1])
-        return EncodedPassages(hidden, self.token_mask.reshape(b * n, 1, length))
+        return EncodedPassages(hidden, self.token_mask.reshape(b * n, 1, length), **self._prompts(interleave=n))
 
     def repeat(self, times: int) -> EncodedPassages:
         """The batch repeated ``times`` times (block-major: rows b, b + B, ... are question b)."""
         slots = None if self.slots is None else self.slots.repeat(times, 1)
-        return EncodedPassages(self.hidden.repeat(times, 1, 1), self.token_mask.repeat(times, 1, 1), slots)
+        return EncodedPassages(
+            self.hidden.repeat(times, 1, 1), self.token_mask.repeat(times, 1, 1), slots, **self._prompts(repeat=times)
+        )
 
     def select(self, doc_idx: torch.Tensor) -> EncodedPassages:
         """Keep only the passages in ``doc_idx`` (B, k), in that order; -1 means "none".
@@ -111,7 +141,7 @@ class EncodedPassages:
         # attending to a copy of passage 0
         gathered = gathered.masked_fill(none[:, :, None, None], 0.0)
         slots = self.slot_index().gather(1, idx)
-        return EncodedPassages(gathered.reshape(b, k * length, d), token_mask, slots)
+        return EncodedPassages(gathered.reshape(b, k * length, d), token_mask, slots, **self._prompts())
 
 
 class Reader(Protocol):

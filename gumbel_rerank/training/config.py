@@ -17,6 +17,8 @@ from gumbel_rerank.masks import MaskConfig
 from gumbel_rerank.objectives import registry
 from gumbel_rerank.objectives.reader_nll import CurriculumStage
 from gumbel_rerank.reader.fid import FiDReaderConfig
+from gumbel_rerank.reader.loading import READER_KINDS
+from gumbel_rerank.reader.parallel_lm import ParallelLMSettings
 
 
 @dataclass
@@ -52,6 +54,11 @@ class ReaderSection:
     """The frozen reader: a checkpoint directory and how to run it.
 
     Attributes:
+        kind: "fid" (a FiD T5, the default) or "parallel_lm" (a local causal LM directory
+            reading passages in parallel, ``gumbel_rerank.reader.parallel_lm``).
+        settings: lengths, dtype, answer extraction (both kinds; the legacy bias and passage
+            padding are FiD's).
+        parallel_lm: the decoder-only reader's block and prompt templates.
         encoder_cache_mib: keep the frozen reader's encoder states of each question's full
             candidate set (training batches, dev evaluations) for reuse in later epochs and
             evaluations, up to this many MiB on the reader's device; 0 (default) encodes every
@@ -64,8 +71,12 @@ class ReaderSection:
     base_config: str | None = None
     settings: FiDReaderConfig = field(default_factory=FiDReaderConfig)
     encoder_cache_mib: float = 0.0
+    kind: str = "fid"
+    parallel_lm: ParallelLMSettings = field(default_factory=ParallelLMSettings)
 
     def __post_init__(self) -> None:
+        if self.kind not in READER_KINDS:
+            raise ConfigError(f"reader.kind: {self.kind!r} is not one of {READER_KINDS}")
         if not (math.isfinite(self.encoder_cache_mib) and self.encoder_cache_mib >= 0):
             raise ConfigError(f"reader.encoder_cache_mib must be a finite number >= 0, got {self.encoder_cache_mib}")
 

@@ -3,7 +3,10 @@
 FiD's own training code no longer runs on current transformers; this uses the same formatting,
 encoding and loss code as the frozen reader of reranker training, and the same loop, engine,
 checkpoints and logging as `train`. The result (``<output_dir>/model``) is a plain HF T5
-directory with its tokenizer, which ``FiDReader.from_pretrained`` loads.
+directory with its tokenizer, which ``FiDReader.from_pretrained`` loads. With
+``reader.kind: parallel_lm`` the same job fine-tunes a causal LM to read passages in parallel
+(blocks encoded on their own, the answer attending to all of them), and the result is a plain
+HF causal LM directory.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ from gumbel_rerank.evaluation import ReaderEvaluator
 from gumbel_rerank.objectives.reader_nll import ReaderNLLSettings
 from gumbel_rerank.objectives.registry import build_objective
 from gumbel_rerank.reader.checkpoints import LEGACY_BIAS_KEY
-from gumbel_rerank.reader.fid import FiDReader
 from gumbel_rerank.training.collate import make_collate
 from gumbel_rerank.training.config import ReaderTrainConfig
 from gumbel_rerank.training.loop import Trainer
+from gumbel_rerank.training.train_reranker import load_reader
 
 
 def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
@@ -33,13 +36,7 @@ def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
     if not cfg.data.train:
         raise ConfigError("data.train: a training question file is required")
     device = resolve_device(cfg.run.device)
-    reader = FiDReader.from_pretrained(
-        cfg.reader.path,
-        tokenizer=cfg.reader.tokenizer,
-        base_config=cfg.reader.base_config,
-        config=cfg.reader.settings,
-        trainable=True,
-    ).to(device)
+    reader = load_reader(cfg, device, trainable=True)
     train = load_questions(cfg.data.train, skip_invalid=cfg.data.skip_invalid, max_passages=cfg.data.n_passages)
     evaluate = None
     if cfg.data.dev:
@@ -50,7 +47,7 @@ def run_train_reader(cfg: ReaderTrainConfig) -> dict[str, float]:
     def save(module: torch.nn.Module, directory: Path) -> None:
         module.save_pretrained(str(directory))
         reader.tokenizer.save_pretrained(str(directory))
-        if reader.use_legacy_bias:
+        if getattr(reader, "use_legacy_bias", False):
             # trained with FiD's legacy cross-attention bias: export it under its key so the
             # reader loader runs the fine-tuned model exactly as it was trained
             weights = directory / "model.safetensors"

@@ -19,26 +19,31 @@ from gumbel_rerank.envinfo import resolve_device
 from gumbel_rerank.evaluation import RerankerEvaluator, evaluate, write_report
 from gumbel_rerank.objectives.base import Batch, Objective
 from gumbel_rerank.objectives.registry import build_objective
+from gumbel_rerank.reader.base import Reader
 from gumbel_rerank.reader.encoder_cache import EncoderCache
-from gumbel_rerank.reader.fid import FiDReader
+from gumbel_rerank.reader.loading import load_reader_from
 from gumbel_rerank.rerankers import Reranker, RerankerConfig
 from gumbel_rerank.training.collate import make_collate
 from gumbel_rerank.training.compute import CountingReader
-from gumbel_rerank.training.config import DataConfig, TrainConfig
+from gumbel_rerank.training.config import DataConfig, ReaderTrainConfig, TrainConfig
 from gumbel_rerank.training.distributed import is_main_process
 from gumbel_rerank.training.loop import Trainer
 from gumbel_rerank.training.stages import run_stages
 
 
-def load_reader(cfg: TrainConfig, device: torch.device) -> FiDReader:
-    """The frozen reader ``cfg.reader`` on ``device``."""
-    if not cfg.reader.path:
+def load_reader(cfg: TrainConfig | ReaderTrainConfig, device: torch.device, trainable: bool = False) -> Reader:
+    """The reader ``cfg.reader`` (of its ``kind``) on ``device``; frozen unless ``trainable``."""
+    section = cfg.reader
+    if not section.path:
         raise ConfigError("reader.path: a reader checkpoint directory is required")
-    reader = FiDReader.from_pretrained(
-        cfg.reader.path,
-        tokenizer=cfg.reader.tokenizer,
-        base_config=cfg.reader.base_config,
-        config=cfg.reader.settings,
+    reader = load_reader_from(
+        section.kind,
+        section.path,
+        settings=section.settings,
+        tokenizer=section.tokenizer,
+        base_config=section.base_config,
+        parallel_lm=section.parallel_lm,
+        trainable=trainable,
     )
     return reader.to(device)
 
@@ -85,7 +90,7 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
     return last
 
 
-def build_trainer(cfg: TrainConfig) -> tuple[Trainer, FiDReader, RerankerEvaluator | None]:
+def build_trainer(cfg: TrainConfig) -> tuple[Trainer, Reader, RerankerEvaluator | None]:
     """The :class:`Trainer` of one single-stage run of ``cfg`` (reader, reranker, data,
     objective, dev evaluator), not started; also the reader and the evaluator (None without
     ``data.dev``). Benchmarks time its steps; :func:`run_train` fits it."""
@@ -220,7 +225,7 @@ def role_metrics(objective: Objective, batch: Batch) -> dict[str, float]:
     return out
 
 
-def cache_metrics(reader: FiDReader) -> dict[str, float]:
+def cache_metrics(reader: Reader) -> dict[str, float]:
     """The encoder cache's running counts (questions served from it, encoded, held, MiB), or
     nothing without a cache; logged with each logging step's metrics."""
     cache = reader.encoder_cache
@@ -246,7 +251,7 @@ def describe(objective: Objective, cfg: TrainConfig) -> dict[str, object]:
     return record
 
 
-def write_final_report(cfg: TrainConfig, reader: FiDReader, model_dir: Path, questions: list) -> None:
+def write_final_report(cfg: TrainConfig, reader: Reader, model_dir: Path, questions: list) -> None:
     """Full evaluation of the trained reranker on the dev subset, with plots and curves."""
     reranker = Reranker.from_pretrained(model_dir).to(reader.device).eval()
     report = evaluate(
