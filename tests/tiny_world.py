@@ -95,3 +95,23 @@ def reader_reranker_batch(world: TinyWorld, n: int = 4):
     reranker = Reranker.from_pretrained(world.reranker)
     batch = make_collate(load_questions(world.train), None)([(i, i) for i in range(n)])
     return reader, reranker, batch
+
+
+def build_lm_reader(world: TinyWorld, family: str = "llama") -> Path:
+    """A tiny random causal LM of ``family`` with a word-level tokenizer over the world's
+    vocabulary, saved as a plain HF directory (``reader.kind: parallel_lm``)."""
+    from tiny_lm import tiny_lm
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers.processors import TemplateProcessing
+    from transformers import PreTrainedTokenizerFast
+
+    questions = [json.loads(line) for path in (world.train, world.dev) for line in path.read_text().splitlines()]
+    tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train_from_iterator(vocabulary_text(questions) + ["question answer title text :"], trainers.WordLevelTrainer(special_tokens=["<pad>", "<s>", "</s>", "<unk>"]))
+    tok.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    directory = world.root / f"lm-{family}"
+    tiny_lm(family, len(fast)).save_pretrained(directory)
+    fast.save_pretrained(directory)
+    return directory
