@@ -34,7 +34,8 @@ def cli_main(argv: list[str]) -> int:
         default="answer",
         help="answer: the shipped answer-only reader; chain: a reader of '<intermediate> <answer>' "
         "targets on a shared name pool (demo/assets/reader_chain_recipe.yaml); redundant: the chain reader "
-        "fine-tuned on facts stated twice (reader_redundant_recipe.yaml)",
+        "fine-tuned on facts stated twice (reader_redundant_recipe.yaml); decoder: a tiny Llama reading "
+        "passages in parallel, trained from scratch on chain targets (reader_decoder_recipe.yaml)",
     )
     parser.add_argument(
         "--train-questions",
@@ -56,5 +57,6 @@ def cli_main(argv: list[str]) -> int:
         print(f"demo-reader: stopped before the end; continue with --resume (run in {args.out / 'run'})")
         return 0
     print(f"demo-reader: the trained reader is in {model}; reading check on dev:")
-    print(check_reader(model, args.out / "data" / "dev.jsonl", cfg.reader.settings, cfg.run.device, args.recipe))
+    dev = args.out / "data" / "dev.jsonl"
+    print(check_reader(model, dev, cfg.reader.settings, cfg.run.device, args.recipe, cfg.reader.kind, cfg.reader.parallel_lm))
     return 0

@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import T5Config, T5ForConditionalGeneration
+from transformers import LlamaConfig, LlamaForCausalLM, T5Config, T5ForConditionalGeneration
 
 from gumbel_rerank.config import load_config
 from gumbel_rerank.demo.dataset import DemoSpec, demo_vocabulary, write_demo_data
 from gumbel_rerank.demo.wordlevel import train_t5_tokenizer
 from gumbel_rerank.reader.fid import FiDReaderConfig
+from gumbel_rerank.reader.parallel_lm import ParallelLMSettings
 from gumbel_rerank.training.config import ReaderTrainConfig
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -38,8 +39,11 @@ SHIPPED_READER = ASSETS / "chain_reader"
 #: The reader of the redundant-evidence setting: the chain reader fine-tuned to read facts
 #: stated twice (``DemoSpec.redundant``; assets/README.md has its remake command).
 REDUNDANT_READER = ASSETS / "chain_reader_redundant"
+#: The demo's decoder-only reader (``reader.kind: parallel_lm``): a tiny Llama trained from
+#: scratch on the chain data (assets/README.md has its remake command).
+DECODER_READER = ASSETS / "decoder_reader"
 #: Reader recipes of ``gumbel-rerank demo-reader --recipe``.
-RECIPES = ("answer", "chain", "redundant")
+RECIPES = ("answer", "chain", "redundant", "decoder")
 #: The facts the redundant-evidence setting states twice: the bridge only. Restating the answer
 #: fact as well made the answer the one value stated twice, a frequency cue the reader learned
 #: instead of the bridge (EM with no bridge at all 0.974; gumbel_rerank/demo/assets/README.md).
@@ -94,7 +98,7 @@ def reader_spec(n_train: int = READER_TRAIN_QUESTIONS, recipe: str = "answer") -
     spec ("answer"), or ("chain") one shared pool of names, chain targets and uncued answer
     passages (the bridge is then the only way to the answer), or ("redundant") the chain spec
     with the bridge stated twice in other words (:data:`REDUNDANT`)."""
-    if recipe in ("chain", "redundant"):
+    if recipe in ("chain", "redundant", "decoder"):
         redundant = REDUNDANT if recipe == "redundant" else ()
         return DemoSpec(n_train=n_train, shared_pool=CHAIN_POOL, chain_target=True, answer_cue=0.0, redundant=redundant)
     return DemoSpec(n_train=n_train)
@@ -104,7 +108,8 @@ def recipe_file(recipe: str) -> Path:
     """The train-reader recipe of ``recipe`` (one of :data:`RECIPES`)."""
     if recipe not in RECIPES:
         raise ValueError(f"recipe must be one of {RECIPES}, got {recipe!r}")
-    return {"answer": RECIPE, "chain": ASSETS / "reader_chain_recipe.yaml", "redundant": ASSETS / "reader_redundant_recipe.yaml"}[recipe]
+    names = {"chain": "reader_chain_recipe.yaml", "redundant": "reader_redundant_recipe.yaml", "decoder": "reader_decoder_recipe.yaml"}
+    return ASSETS / names[recipe] if recipe in names else RECIPE
 
 
 def build_initial_reader(
@@ -117,6 +122,47 @@ def build_initial_reader(
     torch.manual_seed(seed)
     model = T5ForConditionalGeneration((arch or DemoReaderArch()).t5_config(len(tokenizer)))
     model.save_pretrained(str(directory))
+    return directory
+
+
+@dataclass(frozen=True)
+class DecoderReaderArch:
+    """The demo decoder reader's Llama shape (about 1.6 M parameters besides the embeddings).
+
+    Six layers: a block's own layers read its sentence; the answer's query finds the bridge
+    (the block naming the question's entity through the asked link), then, once the
+    intermediate is generated, the block whose subject it is."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 512
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 4
+    max_position_embeddings: int = 256
+
+    def llama_config(self, vocab_size: int) -> LlamaConfig:
+        """The HF configuration, with the word-level tokenizer's ids (pad 0, eos 1)."""
+        return LlamaConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.hidden_size,
+            intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_hidden_layers,
+            num_attention_heads=self.num_attention_heads,
+            num_key_value_heads=self.num_attention_heads,
+            max_position_embeddings=self.max_position_embeddings,
+            tie_word_embeddings=True,
+            pad_token_id=0,
+            eos_token_id=1,
+            bos_token_id=None,
+        )
+
+
+def build_initial_decoder(directory: str | Path, spec: DemoSpec, arch: DecoderReaderArch | None = None, seed: int = 0) -> Path:
+    """Write a word-level tokenizer over the demo vocabulary and a random Llama to ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = train_t5_tokenizer([" ".join(demo_vocabulary(spec))], directory)
+    torch.manual_seed(seed)
+    LlamaForCausalLM((arch or DecoderReaderArch()).llama_config(len(tokenizer))).save_pretrained(str(directory))
     return directory
 
 
@@ -146,14 +192,22 @@ def prepare(out: Path, seed: int = 0, n_train: int = READER_TRAIN_QUESTIONS, rec
         write_demo_data(spec, out / "data")
     if (out / "init" / "model.safetensors").is_file():
         return
-    if recipe == "redundant":
+    if recipe == "decoder":
+        build_initial_decoder(out / "init", spec, seed=seed)
+    elif recipe == "redundant":
         (out / "init").mkdir(parents=True, exist_ok=True)
         for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"):
             shutil.copy2(SHIPPED_READER / name, out / "init" / name)
     else:
         build_initial_reader(out / "init", spec, seed=seed)
 def check_reader(
-    model: Path, dev: Path, settings: FiDReaderConfig, device: str = "auto", recipe: str = "answer"
+    model: Path,
+    dev: Path,
+    settings: FiDReaderConfig,
+    device: str = "auto",
+    recipe: str = "answer",
+    kind: str = "fid",
+    parallel_lm: ParallelLMSettings | None = None,
 ) -> str:
     """The reading check (``gumbel_rerank.demo.reading_check``) of a saved demo reader, as markdown;
     also written next to the model as ``reading_check.json``."""
@@ -167,10 +221,10 @@ def check_reader(
     )
     from gumbel_rerank.durable import write_atomic
     from gumbel_rerank.envinfo import resolve_device
-    from gumbel_rerank.reader.fid import FiDReader
+    from gumbel_rerank.reader.loading import load_reader_from
 
-    reader = FiDReader.from_pretrained(model, config=settings).to(resolve_device(device))
-    contexts = {"chain": CHAIN_CONTEXTS, "redundant": REDUNDANT_CONTEXTS}.get(recipe, CONTEXTS)
+    reader = load_reader_from(kind, model, settings=settings, parallel_lm=parallel_lm).to(resolve_device(device))
+    contexts = {"chain": CHAIN_CONTEXTS, "decoder": CHAIN_CONTEXTS, "redundant": REDUNDANT_CONTEXTS}.get(recipe, CONTEXTS)
     result = reading_check(reader, read_demo_records(dev), contexts=contexts)
     write_atomic(model / "reading_check.json", json.dumps(result, indent=1) + "\n")
     return format_reading_check(result)
