@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "rerank": ("rerank", "rerank our JSON/JSONL or a TREC run with a trained reranker (streaming, resumable)"),
     "demo": ("demo", "the demo: G-Rerank on the embedded two-hop data, with baselines and a report"),
     "demo-reader": ("demo_reader", "remake the demo's shipped reader (demo data, tokenizer, train-reader recipe)"),
+    "card": ("card", "rewrite a trained reranker's model card (README.md) from its run folder"),
 }
 
 

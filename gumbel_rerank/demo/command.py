@@ -231,6 +231,8 @@ def _write_demo_files(result: Mapping[str, Any], report_dir: Path) -> str:
             format_table(table),
             f"Time: {result['seconds']:.0f} s ({stages}). Plots: demo.png (this table); "
             "eval/<run>/training_curves.png; full reports in eval/.",
+            "Trained rerankers (plain Hugging Face folders with a model card; `CrossEncoder(path)` loads them): "
+            + ", ".join(f"{label}: `{path}`" for label, path in result.get("models", {}).items()),
         ]
     )
     report_dir.mkdir(parents=True, exist_ok=True)
@@ -247,6 +249,7 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[s
     anything is written; RuntimeError when a training run stopped early (rerun to resume)."""
     from gumbel_rerank.demo.reading_check import format_reading_check
     from gumbel_rerank.training.compare import evaluate_all, train_all
+    from gumbel_rerank.training.run_card import write_run_card
 
     started = time.monotonic()
     out = options.out
@@ -267,8 +270,14 @@ def run_demo(options: DemoOptions, overrides: list[str] | None = None) -> dict[s
         folders = train_all(cfg, out)
     with clock.stage("evaluation", "evaluating BM25, the untrained and the trained rerankers on test"):
         reports = evaluate_all(cfg, folders, out, groups=cue_groups(Path(str(cfg.compare.test))))
+    table = demo_table(reports, k)
+    models = {}
+    for label, folder in folders.items():  # shareable models: a card with their test numbers
+        row = table.get(OBJECTIVE_LABELS.get(label, label), {})
+        models[label] = str(write_run_card(folder, test_report=reports[label], compare_row=row).parent)
     result = {
-        "table": demo_table(reports, k),
+        "table": table,
+        "models": models,
         "reading_check": check,
         "test_questions": next(iter(reports.values()))["questions"],
         "k": k,

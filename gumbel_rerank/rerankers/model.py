@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from gumbel_rerank.envinfo import native_bf16
+from gumbel_rerank.rerankers.card import ModelCard
 from gumbel_rerank.rerankers.compiled import CompiledInference, CompiledTraining
 from gumbel_rerank.rerankers.config import (
     DEFAULT_RANKT5_TOKEN,
@@ -586,13 +587,16 @@ class Reranker(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(
-        self, path: str | os.PathLike, state_dict: Mapping[str, Tensor] | None = None
+        self, path: str | os.PathLike, state_dict: Mapping[str, Tensor] | None = None, card: ModelCard | None = None
     ) -> Path:
         """Write a plain Hugging Face directory, replacing ``path`` only once it is complete.
 
         Contents: the model (``config.json``, ``model.safetensors``), the tokenizer (its
         ``model_max_length`` set to ``config.max_length`` so sentence-transformers' CrossEncoder
-        truncates like we do) and ``gumbel_rerank.json`` (the config plus the package version).
+        truncates like we do), ``gumbel_rerank.json`` (the config plus the package version), a
+        model card ``README.md`` (``card``, or one of the reranker alone) and, for a
+        cross-encoder, sentence-transformers' configuration (identity activation: its
+        ``CrossEncoder(path).predict`` returns these scores; :mod:`~gumbel_rerank.rerankers.card`).
 
         Everything is written into a hidden sibling directory, flushed to disk, then renamed into
         place. An existing directory at ``path`` is first renamed to a hidden ``.old`` sibling
@@ -609,7 +613,7 @@ class Reranker(nn.Module):
         Returns:
             The path written.
         """
-        return save_directory(self.hf_model, self.tokenizer, self.config, path, state_dict)
+        return save_directory(self.hf_model, self.tokenizer, self.config, path, state_dict, card)
 
     @classmethod
     def from_pretrained(

@@ -23,7 +23,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from gumbel_rerank.durable import fsync_dir
+from gumbel_rerank.durable import fsync_dir, write_atomic
+from gumbel_rerank.rerankers.card import CARD_NAME, ModelCard, render, sentence_transformers_files
 from gumbel_rerank.rerankers.config import RerankerConfig, kind_of
 
 logger = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def save_directory(
     config: RerankerConfig,
     path: str | os.PathLike,
     state_dict: Mapping[str, Tensor] | None = None,
+    card: ModelCard | None = None,
 ) -> Path:
     """Write model, tokenizer and settings to ``path``, replacing it only once complete.
 
@@ -64,11 +66,15 @@ def save_directory(
         path: target directory (created with its parents if needed).
         state_dict: optional weights to write instead of the live parameters; keys may carry
             an ``hf_model.`` prefix.
+        card: the model card (``README.md``); None writes a card of the reranker alone (its
+            settings, base model and loading snippets), which a training run later fills in.
 
     Returns:
         The path written.
     """
     path = Path(path)
+    if card is None:
+        card = ModelCard(config, base_model=getattr(hf_model.config, "_name_or_path", None) or None)
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"Cannot save a reranker to {path}: it exists and is a file.")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +82,7 @@ def save_directory(
     tmp.mkdir()  # respects the umask, unlike tempfile.mkdtemp (0700)
     try:
         _write_directory(hf_model, tokenizer, config, tmp, state_dict)
+        write_card_files(tmp, card)
         _fsync_tree(tmp)
         _replace_directory(tmp, path)
     except BaseException:
@@ -100,6 +107,18 @@ def _write_directory(
     hf_model.save_pretrained(directory, state_dict=state_dict)
     _save_tokenizer(tokenizer, directory, config.max_length)
     _write_settings(directory, config)
+
+
+def write_card_files(directory: Path, card: ModelCard) -> None:
+    """``README.md`` (the card) and, for a cross-encoder, sentence-transformers' files."""
+    import torch
+    import transformers
+
+
+    versions = {"pytorch": torch.__version__, "transformers": transformers.__version__}
+    for name, text in sentence_transformers_files(card.config, versions).items():
+        write_atomic(directory / name, text + "\n")
+    write_atomic(directory / CARD_NAME, render(card))
 
 
 def _save_tokenizer(tokenizer: Any, directory: Path, max_length: int) -> None:

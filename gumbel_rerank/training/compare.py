@@ -30,6 +30,7 @@ from gumbel_rerank.evaluation.report import markdown_table, plot_grouped_bars, r
 from gumbel_rerank.reader.base import Reader
 from gumbel_rerank.rerankers import Reranker
 from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig, TrainConfig
+from gumbel_rerank.training.run_card import write_run_card
 from gumbel_rerank.training.stages import stage_finished
 from gumbel_rerank.training.train_reranker import load_reader, load_split, run_train
 
@@ -272,6 +273,8 @@ def run_compare(cfg: CompareConfig, header: str = "") -> dict[str, Any]:
     folders = train_all(cfg, out)
     reports = evaluate_all(cfg, folders, out)
     table = compare_table(reports, folders, cfg.compare.ks, cfg.eval_k())
+    for label, folder in folders.items():  # each model's card gets its test numbers and table row
+        write_run_card(folder, test_report=reports[label], compare_row=table[label])
     questions = reports[UNTRAINED]["compare"]["questions"]
     note = (
         f"{questions} questions; the reader reads each ranking's top {cfg.eval_k()}; "

@@ -49,6 +49,7 @@ from gumbel_rerank.training.compare import (
 )
 from gumbel_rerank.training.compute import reader_flops
 from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig, TrainConfig
+from gumbel_rerank.training.run_card import write_run_card
 from gumbel_rerank.training.stages import stage_finished
 from gumbel_rerank.training.train_reranker import load_reader, run_train
 
@@ -365,6 +366,10 @@ def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Pat
     """``protocol.md`` (both tables, the budget, how rows were chosen) and ``curves.png``."""
     quality = result_rows(cfg, state)
     compute = compute_rows(cfg, state)
+    for label, record in state["objectives"].items():  # every final model's card: its test numbers and row
+        for seed in record["finals"]:
+            row = {**quality[label], "(this seed's test numbers above; the row is the mean over seeds)": ""}
+            write_run_card(out / "final" / label / f"seed-{seed}", test_report=state["test"][label][seed], compare_row=row)
     b = state["budget"]
     note = (
         f"Test: {state['test'][UNTRAINED]['compare']['questions']} questions, read once per final run. "

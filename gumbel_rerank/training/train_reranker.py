@@ -28,6 +28,7 @@ from gumbel_rerank.training.compute import CountingReader
 from gumbel_rerank.training.config import DataConfig, ReaderTrainConfig, TrainConfig
 from gumbel_rerank.training.distributed import is_main_process
 from gumbel_rerank.training.loop import Trainer
+from gumbel_rerank.training.run_card import write_run_card
 from gumbel_rerank.training.stages import run_stages
 
 
@@ -87,6 +88,8 @@ def run_train(cfg: TrainConfig) -> dict[str, float]:
     finished = final.is_dir() and not trainer.preempted
     if cfg.run.final_report and evaluator is not None and finished and is_main_process():
         write_final_report(cfg, reader, final, evaluator.questions)
+    if finished and is_main_process():
+        write_run_card(Path(cfg.run.output_dir))  # model/README.md: how it was trained, its dev numbers
     return last
 
 
