@@ -53,6 +53,7 @@ if [[ $mode == full ]]; then
     done
     part "cuda tests" 90 "$python" -m pytest -q -p no:cacheprovider -m cuda tests
     part predict 60 "${check[@]}" predict "${common[@]}"
+    part "decoder reader step (Qwen2-0.5B shape, bf16)" 120 "$python" benchmarks/decoder_reader_cost.py --sizes qwen05 --ns 20 50 --device cuda --repeats 3 --results "$OUT/decoder_reader_gpu.md"
     if [[ -f carry/minilm_int8.pt ]]; then
         part "demo (int8-packed MiniLM)" 150 bash -c "$(printf '%q ' "$python") benchmarks/gpu_check.py unpack-minilm --out $(printf '%q' "$OUT") --work $(printf '%q' "$WORK") && $(printf '%q ' "$python") -m gumbel_rerank demo --out $(printf '%q' "$WORK/demo") --reranker.path=$(printf '%q' "$WORK/minilm")"
     fi
@@ -63,6 +64,7 @@ else
         part "train $run" 300 "${check[@]}" train --run "$run" "${common[@]}"
     done
     part predict 120 "${check[@]}" predict "${common[@]}"
+    part "decoder reader step (tiny)" 120 "$python" benchmarks/decoder_reader_cost.py --sizes tiny --ns 4 --repeats 1 --results "$OUT/decoder_reader_gpu.md"
 fi
 part report 30 "${check[@]}" report "${common[@]}"
 echo "gpu_check: $failed part(s) failed; log $log, results $OUT/gpu_check.md" | tee -a "$log"

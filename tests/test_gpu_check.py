@@ -31,6 +31,7 @@ def test_the_gpu_check_rehearses_every_part_on_the_cpu(tmp_path):
     assert {(r["engine"], r["n"]) for r in trains} == {("ds", 20), ("ds", 100), ("torch", 20)}
     report = (tmp_path / "out" / "gpu_check.md").read_text()
     assert "| large:100:ds | ds | 100 |" in report and "gpu_check: 0 part(s) failed" in done.stdout
+    assert "| tiny (" in (tmp_path / "out" / "decoder_reader_gpu.md").read_text()
     # the n = 100 run used the memory options
     config = (tmp_path / "work" / "runs" / "large-100-ds" / "config.yaml").read_text()
     assert "grad_chunk_size: 20" in config and "encode_chunk_size: 20" in config
