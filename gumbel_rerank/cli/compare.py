@@ -31,6 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
         "budget, then several seeds evaluated once on test (demo: gumbel_rerank/demo/assets/protocol_recipe.yaml)",
     )
     parser.add_argument(
+        "--reader",
+        default=None,
+        help="demo only: chain (default; the redundant setting's own reader with --setting redundant), "
+        "decoder (the shipped decoder-only reader), or a reader directory",
+    )
+    parser.add_argument(
         "--setting",
         choices=("chain", "redundant"),
         default="chain",
@@ -61,6 +67,7 @@ def cli_main(argv: list[str]) -> int:
                 overrides=rest,
                 tune=args.tune,
                 setting=args.setting,
+                reader=args.reader,
             )
         else:
             _run_config(args, names, rest)

@@ -8,8 +8,7 @@ from pathlib import Path
 
 from gumbel_rerank.cli.args import check_overrides, positive_int
 from gumbel_rerank.config import ConfigError
-from gumbel_rerank.demo.command import DemoOptions, run_demo
-from gumbel_rerank.demo.reader_recipe import SHIPPED_READER
+from gumbel_rerank.demo.command import DemoOptions, reader_path, run_demo
 
 
 def cli_main(argv: list[str]) -> int:
@@ -21,7 +20,12 @@ def cli_main(argv: list[str]) -> int:
         "demo/assets/demo_recipe.yaml can be overridden: --run.seed=1, --optim.max_steps=50",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="run folder")
-    parser.add_argument("--reader", type=Path, default=SHIPPED_READER, help="reader directory")
+    parser.add_argument(
+        "--reader",
+        default="chain",
+        help="chain (the shipped FiD chain reader), decoder (the shipped decoder-only reader, reading the "
+        "passages in parallel), or a reader directory",
+    )
     parser.add_argument("--train-questions", type=positive_int, default=DemoOptions.train_questions)
     parser.add_argument(
         "--test-questions", type=positive_int, default=None, help="first N test questions (recipe: 300)"
@@ -31,7 +35,7 @@ def cli_main(argv: list[str]) -> int:
     check_overrides(parser, rest)
     options = DemoOptions(
         out=args.out,
-        reader=args.reader,
+        reader=reader_path(args.reader),
         train_questions=args.train_questions,
         test_questions=args.test_questions,
         check_questions=args.check_questions,

