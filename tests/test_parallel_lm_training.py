@@ -56,6 +56,10 @@ def test_train_reader_fine_tunes_a_causal_lm_to_read_in_parallel(world, tmp_path
 
 
 def test_compare_tune_runs_with_the_decoder_reader(world, tmp_path):
+    import shutil
+
+    test = tmp_path / "test.jsonl"
+    shutil.copy(world.dev, test)
     cfg = tmp_path / "compare.yaml"
     cfg.write_text(yaml.safe_dump({
         "data": {"train": str(world.train), "dev": str(world.dev), "dev_subset": 8},
@@ -63,7 +67,7 @@ def test_compare_tune_runs_with_the_decoder_reader(world, tmp_path):
         "reranker": {"path": str(world.reranker)},
         "eval": {"k": 2},
         "compare": {"objectives": [{"name": "gumbel", "settings": {"mask": {"k": 2}}}, {"name": "loop", "settings": {"cache_targets": True}}],
-                    "test_questions": 8, "ks": [1, 2]},
+                    "test": str(test), "test_questions": 8, "ks": [1, 2]},
         "tune": {"trials": 2, "seeds": [1], "patience": 1},
         "optim": {"lr": 1e-3, "max_steps": 2, "micro_batch_size": 4},
         "run": {"eval_every": 1, "save_every": 100, "log_every": 1},

@@ -99,3 +99,62 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
     assert len(reports) == 1 + 3 * 2
     assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
     assert reports == {p: p.stat().st_mtime_ns for p in out.glob("eval/**/report.json")}  # read once
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["--compare.test=null"], "needs compare.test, a question file other than data.dev"),
+        (["--run.eval_every=9"], "run.eval_every must be in 1..optim.max_steps"),
+        (["--run.seed=2"], "must not contain run.seed = 2"),
+        (['--tune.grids={"lce": {"optim.max_steps": [2, 4]}}'], "only .* may differ"),
+    ],
+)
+def test_a_protocol_that_could_not_keep_its_claims_is_refused(world, tmp_path, overrides, message):
+    from gumbel_rerank.training.protocol import check_protocol
+
+    test = tmp_path / "test.jsonl"
+    shutil.copy(world.dev, test)
+    cfg = load_config(CompareConfig, protocol_config(world, tmp_path / "c.yaml", test), overrides)
+    with pytest.raises(ConfigError, match=message):
+        check_protocol(cfg)
+    same = load_config(CompareConfig, tmp_path / "c.yaml", [f"--compare.test={world.dev}"])
+    with pytest.raises(ConfigError, match="other than data.dev"):
+        check_protocol(same)
+
+
+def test_a_run_whose_dev_metric_is_always_nan_publishes_its_last_step_and_says_so(world, tmp_path, monkeypatch):
+    """No dev point improves: the run stops on patience, model/ is the last step, and
+    selection.json says no best point exists (best_step null) instead of the run failing on
+    every rerun."""
+    from gumbel_rerank.evaluation import in_loop
+    from gumbel_rerank.training.stages import stage_finished
+
+    monkeypatch.setattr(in_loop.RerankerEvaluator, "__call__", lambda self, module, step: {"MRR": float("nan")})
+    out = tmp_path / "run"
+    steps = {"optim.max_steps": 6, "run.eval_every": 2, "run.select_metric": "MRR", "run.patience": 1}
+    assert main(["train", *world.overrides(out, **steps)]) == 0
+    chosen = json.loads((out / "selection.json").read_text())
+    assert chosen["best_step"] is None and chosen["stopped_early"]
+    assert (out / "model" / "config.json").is_file() and stage_finished(out, 6)
+    (out / "selection.json").unlink()  # killed between publishing and recording: not finished
+    assert not stage_finished(out, 6)
+    assert main(["train", *world.overrides(out, **steps), "--resume"]) == 0
+    assert (out / "selection.json").is_file() and stage_finished(out, 6)
+
+
+def test_a_finished_run_is_not_reused_for_other_data_under_the_same_path(world, tmp_path):
+    from gumbel_rerank.training.compare import check_same_settings
+    from gumbel_rerank.training.config import TrainConfig
+
+    train = tmp_path / "train.jsonl"
+    shutil.copy(world.train, train)
+    out = tmp_path / "run"
+    overrides = world.overrides(out, **{"data.train": train, "optim.max_steps": 2})
+    assert main(["train", *overrides]) == 0
+    cfg = load_config(TrainConfig, None, overrides)
+    check_same_settings(out, cfg)  # records the data
+    check_same_settings(out, cfg)  # same content: fine
+    train.write_text("".join(train.read_text().splitlines(keepends=True)[:-1]))
+    with pytest.raises(RuntimeError, match="content of data.train changed"):
+        check_same_settings(out, cfg)

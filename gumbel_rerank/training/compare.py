@@ -12,6 +12,7 @@ the same settings is reused.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -77,6 +78,7 @@ def train_all(cfg: CompareConfig, out: Path) -> dict[str, Path]:
         run_train(objective_run_config(cfg, objective, folder))
         if not stage_finished(folder, cfg.optim.max_steps):
             raise RuntimeError(f"{label} stopped before the end; run the same command again to resume")
+        check_same_settings(folder, objective_run_config(cfg, objective, folder))  # records its data
     return folders
 
 
@@ -84,20 +86,43 @@ def train_all(cfg: CompareConfig, out: Path) -> dict[str, Path]:
 RESUMABLE_KEYS = ("run.resume", "run.device", "run.progress")
 
 
+#: Where a compared run records the content of the data it was trained on.
+DATA_FINGERPRINT = "data_fingerprint.json"
+
+
+def file_digest(path: str | Path | None) -> str | None:
+    """SHA-1 of a file's content (None for no file): the same path may hold other questions
+    (the demo rewrites its data on every call)."""
+    if not path or not Path(path).is_file():
+        return None
+    digest = hashlib.sha1()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def check_same_settings(folder: Path, cfg: TrainConfig) -> None:
     """RuntimeError listing the differences when ``folder`` holds a run started with other
-    settings than ``cfg`` (its ``config.yaml``): reusing or continuing it would put another
-    experiment's numbers in this table. Nothing in the folder is touched."""
+    settings than ``cfg`` (its ``config.yaml``) or on other data (the content of its training
+    and dev files, ``data_fingerprint.json``): reusing or continuing it would put another
+    experiment's numbers in this table. A folder without a fingerprint gets one."""
     saved = folder / "config.yaml"
     if not saved.is_file():
         return
     old = yaml.safe_load(saved.read_text())
     differences = config_differences(old, cfg, ignore=RESUMABLE_KEYS)
+    data = {"train": file_digest(cfg.data.train), "dev": file_digest(cfg.data.dev)}
+    recorded = folder / DATA_FINGERPRINT
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        differences += [f"content of data.{k} changed" for k in data if before.get(k) != data[k]]
     if differences:
         raise RuntimeError(
             f"{folder} holds a run made with other settings ({'; '.join(differences[:5])}"
             f"{'; ...' if len(differences) > 5 else ''}); use another --out or remove that folder"
         )
+    write_atomic(recorded, json.dumps(data) + "\n")
 
 
 def model_fingerprint(model: Path) -> str:
@@ -157,7 +182,7 @@ def evaluate_model(
     saved there for the same questions, settings, seed and weights: each test number is
     computed once. ``head_seed`` seeds a fresh head (the untrained row starts exactly where
     the training runs started); ``metrics_log`` adds the run's training curves."""
-    key = {**test.settings, "model": model_fingerprint(model), "seed": seed}
+    key = {**test.settings, "test_content": file_digest(test.settings["test"]), "model": model_fingerprint(model), "seed": seed}
     saved = json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {}
     if saved.get("compare") == key:
         return saved

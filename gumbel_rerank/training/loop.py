@@ -390,7 +390,7 @@ class Trainer:
                     s = self.selection
                     print(
                         f"early stop at step {done}: no better {s.metric} for {s.bad_evals} evaluations "
-                        f"(best {s.best_value:.4f} at step {s.best_step})",
+                        f"(best {s.best_value} at step {s.best_step})",
                         flush=True,
                     )
                 break
@@ -472,10 +472,12 @@ class Trainer:
     def _publish_model(self) -> None:
         """Copy the run's result to ``<output_dir>/model`` (the user-facing model): the best dev
         point with ``run.select_metric`` (``selection.json`` says which), else the last step."""
-        if self.selection is not None and (self.out / "best").is_dir():
-            ckpt.publish_directory(self.out / "best", self.out / "model")
-            write_atomic(self.out / "selection.json", json.dumps(self.selection.to_dict(), indent=1) + "\n")
+        best = self.selection is not None and (self.out / "best").is_dir()
+        source = self.out / "best" if best else ckpt.latest_checkpoint(self.ckpt_root)
+        if source is None:
             return
-        latest = ckpt.latest_checkpoint(self.ckpt_root)
-        if latest is not None:
-            ckpt.publish_directory(latest / "model", self.out / "model")
+        if self.selection is not None:
+            # written first, whatever was published: no dev point improved (every evaluation
+            # NaN) leaves best_step None and the last step published, which the file says
+            write_atomic(self.out / "selection.json", json.dumps(self.selection.to_dict(), indent=1) + "\n")
+        ckpt.publish_directory(source if best else source / "model", self.out / "model")

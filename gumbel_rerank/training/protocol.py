@@ -112,6 +112,7 @@ def train_once(train_cfg: TrainConfig, what: str) -> dict[str, Any]:
         run_train(train_cfg)
         if not stage_finished(folder, train_cfg.optim.max_steps):
             raise RuntimeError(f"{what} stopped before the end; run the same command again to resume")
+        check_same_settings(folder, train_cfg)  # records the data it was trained on
     return run_summary(folder, train_cfg.run.select_metric or "")
 
 
@@ -142,8 +143,7 @@ def run_protocol(
     groups: Callable[[Sequence[Question]], Mapping[str, list[str]]] | None = None,
 ) -> dict[str, Any]:
     """The whole protocol (module docstring); returns what ``protocol.json`` holds."""
-    if not cfg.data.dev or not cfg.run.eval_every:
-        raise ConfigError("compare --tune chooses on dev: set data.dev and run.eval_every >= 1")
+    check_protocol(cfg)
     started = time.monotonic()
     out = Path(cfg.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,6 +165,34 @@ def run_protocol(
     save_state(out, state)
     write_protocol_report(cfg, state, out, header)
     return state
+
+
+#: What a search space may set: the objective's settings and the optimizer's learning-rate
+#: schedule. Budget keys (steps, batch, evaluation, data, seeds) are the protocol's, the same
+#: for every objective.
+TUNABLE_PREFIXES = ("objective.settings.", "optim.lr", "optim.weight_decay", "optim.warmup_steps", "optim.scheduler", "optim.betas")
+
+
+def check_protocol(cfg: CompareConfig) -> None:
+    """ConfigErrors for a protocol that could not be what it claims: no separate test file
+    (dev would be read as test), no evaluation within the step budget, a final seed equal to
+    the tuning seed (the dev-selected run reused), or a search-space key outside
+    :data:`TUNABLE_PREFIXES` (it would change one objective's budget)."""
+    if not cfg.data.dev:
+        raise ConfigError("compare --tune chooses on dev: set data.dev")
+    if not cfg.compare.test or Path(cfg.compare.test).resolve() == Path(cfg.data.dev).resolve():
+        raise ConfigError("compare --tune needs compare.test, a question file other than data.dev (settings are chosen on dev)")
+    if not 1 <= cfg.run.eval_every <= cfg.optim.max_steps:
+        raise ConfigError(f"compare --tune: run.eval_every must be in 1..optim.max_steps ({cfg.optim.max_steps}), got {cfg.run.eval_every}")
+    if cfg.run.seed in cfg.tune.seeds:
+        raise ConfigError(f"tune.seeds {cfg.tune.seeds} must not contain run.seed = {cfg.run.seed}, the seed the trials were chosen with")
+    for objective in cfg.compare.objectives:
+        for key in search_space(cfg, objective):
+            if not key.startswith(TUNABLE_PREFIXES):
+                raise ConfigError(
+                    f"tune: the search space of {objective.name} sets {key!r}; only {TUNABLE_PREFIXES} may differ "
+                    "between objectives (the rest is the shared budget)"
+                )
 
 
 def budget(cfg: CompareConfig) -> dict[str, Any]:
@@ -191,8 +219,9 @@ def tune_objective(cfg: CompareConfig, label: str, objective: ObjectiveConfig, o
         summary = train_once(run_config(cfg, objective, folder, settings, cfg.run.seed), what)
         record["trials"].append({"settings": settings, **summary})
         save_state(out, state)
-    values = [t["best_dev"] for t in record["trials"]]
-    record["chosen"] = values.index(max(values))  # the first of equal bests
+    # the first of equal bests; a trial whose every evaluation was NaN (best_dev None) loses
+    values = [t["best_dev"] if t["best_dev"] is not None else float("-inf") for t in record["trials"]]
+    record["chosen"] = values.index(max(values))
     return record
 
 
@@ -279,7 +308,7 @@ def result_rows(cfg: CompareConfig, state: Mapping[str, Any]) -> dict[str, dict[
         rows[label] = {c: mean_std([cell(r, p, "reranker") for r in reports]) for c, p in columns}
         chosen = record["trials"][record["chosen"]]
         rows[label]["chosen by"] = (
-            f"best dev {state['metric']} {chosen['best_dev']:.3f} of {len(record['trials'])} trials: "
+            f"best dev {state['metric']} {chosen['best_dev'] if chosen['best_dev'] is None else round(chosen['best_dev'], 3)} of {len(record['trials'])} trials: "
             + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in chosen["settings"].items())
         )
     return rows
@@ -375,7 +404,8 @@ def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Pat
         f"Test: {state['test'][UNTRAINED]['compare']['questions']} questions, read once per final run. "
         f"Each objective: {b['trials']} settings drawn from its search space, trained with seed "
         f"{b['tuning_seed']}, chosen by the best dev {state['metric']} on {b['dev_questions']} dev questions; "
-        f"then seeds {b['seeds']} at the chosen setting (mean ± standard deviation over them). Every run: "
+        f"then seeds {b['seeds']} at the chosen setting (mean ± standard deviation over them; the untrained "
+        f"row is the start with the head seeded {b['tuning_seed']}). Every run: "
         f"at most {b['max_steps']} steps of {b['micro_batch_size']} questions, a dev evaluation every "
         f"{b['eval_every']} steps, stopped after {b['patience']} evaluations without improvement, the "
         "best dev point kept."

@@ -70,7 +70,10 @@ def card_from_run(
     }
     if (run_dir / "selection.json").is_file():
         chosen = json.loads((run_dir / "selection.json").read_text())
-        training["published"] = f"the best dev {chosen['metric']} ({chosen['best_value']:.4f}) at step {chosen['best_step']}"
+        if chosen.get("best_step") is None:
+            training["published"] = f"the last step: no dev {chosen['metric']} was a number"
+        else:
+            training["published"] = f"the best dev {chosen['metric']} ({chosen['best_value']:.4f}) at step {chosen['best_step']}"
     metrics = {}
     if (run_dir / "report" / "report.json").is_file():
         report = json.loads((run_dir / "report" / "report.json").read_text())

@@ -59,6 +59,8 @@ def stage_finished(directory: Path, steps: int) -> bool:
     if latest is None or not (directory / "model" / "config.json").is_file():
         return False
     state = ckpt.read_trainer_state(latest)
+    if "selection" in state and not (directory / "selection.json").is_file():
+        return False  # published but stopped before saying which dev point: publish again
     return int(state["step"]) >= steps or bool(state.get("selection", {}).get("stopped_early"))
 
 
