@@ -254,6 +254,9 @@ class DemoSpec:
             articles: "the mentor of nilo is bakomu ." besides "nilo studied under the teacher
             bakomu ."; the second passage is gold too, with role ``bridge:restated`` /
             ``answer:restated``, and takes a distractor's slot. Either statement suffices.
+            Restating "answer" makes the answer the one value stated twice (no other attribute
+            passage is restated), a frequency cue a reader can learn instead of the bridge
+            (measured: demo/assets/README.md); the demo's redundant setting restates the bridge.
     """
 
     n_train: int = 4000
