@@ -474,3 +474,25 @@ def test_vocabulary_covers_every_token(demo, tmp_path):
     ]
     rows = tok(texts, add_special_tokens=False)["input_ids"]
     assert not [t for t, row in zip(texts, rows, strict=True) if unk in row]
+
+
+def test_a_restated_bridge_states_the_same_link_in_other_words_and_is_gold():
+    """DemoSpec(redundant=("bridge",)): one more gold passage per question, role
+    bridge:restated, naming the question's entity and the intermediate through the question's
+    noun; it never contains the answer; the distractors give up one slot; every word is in the
+    demo vocabulary (the shipped readers' tokenizer)."""
+    spec = DemoSpec(n_train=40, n_dev=0, n_test=0, shared_pool=60, chain_target=True, redundant=("bridge",))
+    vocabulary = set(demo_vocabulary(spec))
+    for record in generate_split(spec, "train"):
+        roles = [c["role"] for c in record["ctxs"]]
+        assert len(roles) == 10 and roles.count("bridge") == 1 and roles.count("bridge:restated") == 1
+        restated = next(c for c in record["ctxs"] if c["role"] == "bridge:restated")
+        original = next(c for c in record["ctxs"] if c["role"] == "bridge")
+        noun = record["question"].split(" the ", 1)[1].split(" of ")[0]
+        assert restated["gold"] and restated["text"] == f"the {noun} of {record['question_entity']} is {record['bridge_entity']} ."
+        assert record["question_entity"] in original["text"] and record["bridge_entity"] in original["text"]
+        assert not contains_answer(restated["text"], record["answers"])
+        assert sum(r.startswith("distractor:") for r in roles) == 7
+        assert all(w in vocabulary for c in record["ctxs"] for w in re.findall(r"\w+|[^\w\s]+", c["text"]))
+    with pytest.raises(ValueError, match="redundant"):
+        DemoSpec(redundant=("bridge", "bridge"))
