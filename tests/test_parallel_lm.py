@@ -233,3 +233,18 @@ def value_vectors(reader, b: int, layer: int, i: int) -> torch.Tensor:
     ids = reader.prefix_ids + block
     out = reader.model(input_ids=torch.tensor([ids]), use_cache=True)
     return out.cache.layers[layer].values[0, :, len(reader.prefix_ids) :, :]
+
+
+def test_the_encoder_cache_serves_the_decoder_reader_exactly():
+    from gumbel_rerank.reader.encoder_cache import EncoderCache
+
+    reader = make_reader("qwen2")
+    tokens = reader.tokenize_passages(QUESTIONS, PASSAGES)
+    labels = reader.tokenize_targets(ANSWERS)
+    plain = reader.encode(tokens)
+    reader.use_encoder_cache(EncoderCache(64))
+    first, again = reader.encode(tokens, cached=True), reader.encode(tokens, cached=True)
+    assert reader.encoder_cache.stats.hits == 3 and reader.encoder_cache.stats.misses == 3
+    for states in (first, again):
+        assert torch.equal(states.hidden, plain.hidden) and torch.equal(states.prompt_ids, plain.prompt_ids)
+        torch.testing.assert_close(reader.lm_loss(states, labels, torch.zeros(3, 4)), reader.lm_loss(plain, labels, torch.zeros(3, 4)))

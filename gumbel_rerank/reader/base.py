@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -64,12 +64,6 @@ class EncodedPassages:
     slots: torch.Tensor | None = None
     prompt_ids: torch.Tensor | None = None
     prompt_mask: torch.Tensor | None = None
-
-    def to_device(self, device: torch.device | str) -> EncodedPassages:
-        """The prompt tensors on ``device`` (the states are made there already)."""
-        if self.prompt_ids is None or self.prompt_ids.device == torch.device(device):
-            return self
-        return dataclasses.replace(self, prompt_ids=self.prompt_ids.to(device), prompt_mask=self.prompt_mask.to(device))
 
     def _prompts(self, repeat: int = 1, interleave: int = 1) -> dict[str, torch.Tensor | None]:
         """The prompt fields repeated block-wise (``repeat``) or per row (``interleave``)."""
@@ -198,3 +192,65 @@ class Reader(Protocol):
     ) -> list[str]:
         """B greedy answers reading the passages ``doc_idx`` (B, k) (-1 = none; None = all)."""
         ...
+
+
+class StatefulReader:
+    """What both reader kinds share around their model: ``model`` (the HF module), ``trainable``,
+    an optional encoder cache, the device and dtype, moving, and :meth:`encode` (cached or not,
+    with or without gradients), which calls the subclass's ``_encode`` on tokens already on the
+    device and attaches the question prompts the tokens carry."""
+
+    model: torch.nn.Module
+    trainable: bool
+    encoder_cache: Any  # an EncoderCache (reader/encoder_cache.py, which imports this module) or None
+
+    @property
+    def device(self) -> torch.device:
+        """The model's device (where batches are moved)."""
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's parameter dtype (``FiDReaderConfig.dtype``)."""
+        return self.model.dtype
+
+    def to(self, device: torch.device | str) -> StatefulReader:
+        """Move the model to ``device`` in place (an encoder cache is emptied: its states were on
+        the old device); returns ``self``."""
+        if self.encoder_cache is not None and torch.device(device) != self.device:
+            self.encoder_cache.clear()
+        self.model.to(device)
+        return self
+
+    def use_encoder_cache(self, cache: Any) -> None:
+        """Serve :meth:`encode` (without gradients) from ``cache`` (None detaches it). Only for a
+        frozen reader: cached states would go stale once the weights change."""
+        if cache is not None and self.trainable:
+            raise ValueError("an encoder cache needs a frozen reader; this one is trainable")
+        self.encoder_cache = cache
+
+    def _encode(self, tokens: PassageTokens) -> EncodedPassages:
+        raise NotImplementedError
+
+    def encode(self, tokens: PassageTokens, with_grad: bool = False, cached: bool = False) -> EncodedPassages:
+        """Every real passage encoded on its own, under no_grad unless ``with_grad`` (training
+        the reader itself; no_grad is exact for the mask gradient, which enters only the
+        reading). Padding passages are not run at all; their states are zeros and fully
+        masked. ``cached``: questions already in the encoder cache (:meth:`use_encoder_cache`)
+        are served from it and new ones stored; the training objectives ask for it, since they
+        see the same candidate sets every epoch, while evaluations of changing top-k subsets do
+        not.
+
+        Returns:
+            EncodedPassages with hidden (B, N * L, D) and token_mask (B, N, L), plus the
+            tokens' question prompts (a decoder-only reader's).
+        """
+        if cached and self.encoder_cache is not None and not with_grad:
+            with torch.no_grad():
+                states = self.encoder_cache.encode(tokens, lambda part: self._encode(part.to(self.device)))
+        else:
+            with torch.set_grad_enabled(with_grad):
+                states = self._encode(tokens.to(self.device))
+        if tokens.prompt_ids is None:
+            return states
+        return dataclasses.replace(states, prompt_ids=tokens.prompt_ids.to(self.device), prompt_mask=tokens.prompt_mask.to(self.device))

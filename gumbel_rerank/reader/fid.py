@@ -20,7 +20,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5ForConditiona
 from transformers.modeling_outputs import BaseModelOutput
 
 from gumbel_rerank.masks import LOG_FLOOR
-from gumbel_rerank.reader.base import EncodedPassages, PassageTokens
+from gumbel_rerank.reader.base import EncodedPassages, PassageTokens, StatefulReader
 from gumbel_rerank.reader.checkpoints import CheckpointError, LoadReport, load_t5_checkpoint
 from gumbel_rerank.reader.encoder_cache import EncoderCache
 from gumbel_rerank.reader.formatting import IGNORE_INDEX, tokenize_passages, tokenize_targets
@@ -76,7 +76,7 @@ class FiDReaderConfig:
             raise ValueError("reader.encode_chunk_size must be a positive number of passages")
 
 
-class FiDReader:
+class FiDReader(StatefulReader):
     """A FiD T5 reader implementing :class:`gumbel_rerank.reader.base.Reader`.
 
     Frozen by default (reranker training); ``trainable=True`` leaves the T5 trainable for
@@ -151,16 +151,6 @@ class FiDReader:
 
     # -- bookkeeping ------------------------------------------------------------------------
     @property
-    def device(self) -> torch.device:
-        """The device of the T5's parameters (where batches are moved)."""
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The T5's parameter dtype (``FiDReaderConfig.dtype``)."""
-        return self.model.dtype
-
-    @property
     def attention_layers(self) -> int:
         """Decoder layers, each with one cross-attention (what ADist's mass sums over)."""
         return len(self.model.decoder.block)
@@ -168,9 +158,7 @@ class FiDReader:
     def to(self, device: torch.device | str) -> FiDReader:
         """Move the T5 and the legacy bias weight to ``device``, in place (an encoder cache is
         emptied: its states were on the old device); returns ``self``."""
-        if self.encoder_cache is not None and torch.device(device) != self.device:
-            self.encoder_cache.clear()
-        self.model.to(device)
+        super().to(device)
         if self.legacy_bias_weight is not None:
             self.legacy_bias_weight = self.legacy_bias_weight.to(device)
         return self
@@ -194,32 +182,6 @@ class FiDReader:
         return tokenize_targets(self.tokenizer, answers, self.config.answer_maxlength)
 
     # -- encoder ----------------------------------------------------------------------------
-    def encode(self, tokens: PassageTokens, with_grad: bool = False, cached: bool = False) -> EncodedPassages:
-        """Encode every real passage independently, under no_grad unless ``with_grad``.
-
-        no_grad is exact for the mask gradient: the mask only enters the decoder. ``with_grad``
-        is for training the reader itself. Padding passages are not run through the encoder at
-        all; their states are zeros and fully masked. ``cached``: questions already in the
-        reader's encoder cache (:meth:`use_encoder_cache`) are served from it and new ones
-        stored; the training objectives ask for it, since they see the same candidate sets every
-        epoch, while evaluations of changing top-k subsets do not.
-
-        Returns:
-            EncodedPassages with hidden (B, N * L, D) and token_mask (B, N, L).
-        """
-        if cached and self.encoder_cache is not None and not with_grad:
-            with torch.no_grad():
-                return self.encoder_cache.encode(tokens, lambda part: self._encode(part.to(self.device)))
-        with torch.set_grad_enabled(with_grad):
-            return self._encode(tokens.to(self.device))
-
-    def use_encoder_cache(self, cache: EncoderCache | None) -> None:
-        """Serve :meth:`encode` (without gradients) from ``cache`` (None detaches it). Only for a
-        frozen reader: cached states would go stale once the weights change."""
-        if cache is not None and self.trainable:
-            raise ValueError("an encoder cache needs a frozen reader; this one is trainable")
-        self.encoder_cache = cache
-
     def _encode(self, tokens: PassageTokens) -> EncodedPassages:
         b, n, length = tokens.input_ids.shape
         d = self.model.config.d_model

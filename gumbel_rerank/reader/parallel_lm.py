@@ -26,7 +26,6 @@ inside the softmax as written; its gradient reaches the mask).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, DynamicCache, PreTrainedTokenizerBase
 
 from gumbel_rerank.masks import LOG_FLOOR
-from gumbel_rerank.reader.base import EncodedPassages, PassageTokens
+from gumbel_rerank.reader.base import EncodedPassages, PassageTokens, StatefulReader
 from gumbel_rerank.reader.encoder_cache import EncoderCache
 from gumbel_rerank.reader.fid import DTYPES, FiDReaderConfig, final_answer
 from gumbel_rerank.reader.formatting import IGNORE_INDEX
@@ -74,7 +73,7 @@ def _pack(cache: DynamicCache, start: int) -> torch.Tensor:
     return torch.cat(parts, dim=-1)
 
 
-class ParallelLMReader:
+class ParallelLMReader(StatefulReader):
     """A causal LM reading passages in parallel (module docstring); a :class:`Reader`.
 
     Args:
@@ -143,32 +142,9 @@ class ParallelLMReader:
 
     # -- bookkeeping ------------------------------------------------------------------------
     @property
-    def device(self) -> torch.device:
-        """The LM's device."""
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The LM's parameter dtype."""
-        return self.model.dtype
-
-    @property
     def attention_layers(self) -> int:
         """Layers whose attention the ADist mass sums over: all of them."""
         return self.layers
-
-    def to(self, device: torch.device | str) -> ParallelLMReader:
-        """Move the LM to ``device`` (an encoder cache is emptied); returns ``self``."""
-        if self.encoder_cache is not None and torch.device(device) != self.device:
-            self.encoder_cache.clear()
-        self.model.to(device)
-        return self
-
-    def use_encoder_cache(self, cache: EncoderCache | None) -> None:
-        """Serve :meth:`encode` without gradients from ``cache``; only for a frozen reader."""
-        if cache is not None and self.trainable:
-            raise ValueError("an encoder cache needs a frozen reader; this one is trainable")
-        self.encoder_cache = cache
 
     # -- tokenisation -----------------------------------------------------------------------
     def _prompt(self, question: str) -> str:
@@ -232,19 +208,9 @@ class ParallelLMReader:
         layers = [(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1)) for layer in out.cache.layers]
         return DynamicCache(ddp_cache_data=layers)
 
-    def encode(self, tokens: PassageTokens, with_grad: bool = False, cached: bool = False) -> EncodedPassages:
-        """Every real passage's block encoded on its own after the prefix: its per-layer keys
-        and values, packed as ``hidden`` (B, N * L, layers x 2 x kv heads x head dim); the
-        prompts travel with them. ``cached`` serves questions from the encoder cache."""
-        if cached and self.encoder_cache is not None and not with_grad:
-            with torch.no_grad():
-                states = self.encoder_cache.encode(tokens, lambda part: self._encode(part.to(self.device)))
-        else:
-            with torch.set_grad_enabled(with_grad):
-                states = self._encode(tokens.to(self.device))
-        return dataclasses.replace(states, prompt_ids=tokens.prompt_ids, prompt_mask=tokens.prompt_mask).to_device(self.device)
-
     def _encode(self, tokens: PassageTokens) -> EncodedPassages:
+        """Each real passage's block after the prefix, its per-layer keys and values packed as
+        ``hidden`` (B, N * L, layers x 2 x kv heads x head dim)."""
         b, n, length = tokens.input_ids.shape
         p = len(self.prefix_ids)
         flat_ids = tokens.input_ids.view(b * n, length)
