@@ -108,6 +108,9 @@ def main() -> None:
 
     state = json.loads((args.protocol / "protocol.json").read_text())
     record = state["objectives"]["gumbel"]
+    if "chosen" not in record:  # the protocol is still tuning the next objectives: its own rule
+        values = [t["best_dev"] if t["best_dev"] is not None else float("-inf") for t in record["trials"]]
+        record["chosen"] = values.index(max(values))
     chosen = record["trials"][record["chosen"]]["settings"]
     reader = REDUNDANT_READER if args.setting == "redundant" else SHIPPED_READER
     # the protocol's own data folder and budget: the same dev questions, the same cap
