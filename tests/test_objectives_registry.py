@@ -78,7 +78,7 @@ def test_an_old_style_override_merges_over_a_new_style_file(tmp_path):
 
 
 def test_a_saved_config_loads_back_to_the_same_config():
-    cfg = load_config(TrainConfig, None, ["--objective.mask.k=3", "--eval.k=2", "--optim.lr=1e-4"])
+    cfg = load_config(TrainConfig, None, ["--objective.mask.k=3", "--eval.k=2", "--eval.allow_other_k=true", "--optim.lr=1e-4"])
     again = from_dict(TrainConfig, to_dict(cfg))
     assert again == cfg
     assert "mask" not in to_dict(cfg)["objective"]  # written in the canonical spelling
@@ -86,7 +86,7 @@ def test_a_saved_config_loads_back_to_the_same_config():
 
 def test_eval_k_is_its_own_key_and_defaults_to_the_objectives_k():
     assert load_config(TrainConfig, None, ["--objective.mask.k=3"]).eval_k() == 3
-    assert load_config(TrainConfig, None, ["--objective.mask.k=3", "--eval.k=1"]).eval_k() == 1
+    assert load_config(TrainConfig, None, ["--objective.mask.k=3", "--eval.k=1", "--eval.allow_other_k=true"]).eval_k() == 1
     with pytest.raises(ConfigError, match="eval.k must be >= 1"):
         load_config(TrainConfig, None, ["--eval.k=0"])
 
