@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
     args = parser.parse_args()
+    args.figures.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gumbel_rerank.demo.compare import PROTOCOL_RECIPE, compare_config, select_objectives
     from gumbel_rerank.demo.reader_recipe import REDUNDANT_READER, SHIPPED_READER
