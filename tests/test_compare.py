@@ -55,6 +55,8 @@ def test_compare_trains_each_objective_once_and_writes_one_table(world, tmp_path
     assert (out / "compare.png").stat().st_size > 0 and "| lce |" in (out / "compare.md").read_text()
     for label in ("gumbel", "pdist", "lce"):
         assert json.loads((out / "runs" / label / "objective.json").read_text())["name"] == label
+        card = (out / "runs" / label / "model" / "README.md").read_text()  # a shareable model
+        assert "## In its comparison" in card and f"| R@1 | {table[label]['R@1']:.4f} |" in card
     # same reranker start for every run: the untrained row is the reranker each run began from
     configs = [yaml.safe_load((out / "runs" / n / "config.yaml").read_text()) for n in ("gumbel", "lce")]
     assert configs[0]["reranker"] == configs[1]["reranker"] and configs[0]["optim"] == configs[1]["optim"]

@@ -4,6 +4,7 @@ reader (fewer questions and steps) that must improve the reranker, deterministic
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -113,6 +114,11 @@ def test_reduced_demo_g_rerank_finds_the_bridge_that_pdist_and_bm25_miss(tmp_pat
     for name in ("report/demo.md", "report/demo.png", "eval/gumbel/training_curves.png", "eval/untrained_reranker/report.json"):
         assert (out / name).is_file(), name
     assert "| G-Rerank |" in (out / "report" / "demo.md").read_text()
+    # the trained rerankers are shareable models: cards with their test numbers, linked
+    for label, folder in result["models"].items():
+        card = (Path(folder) / "README.md").read_text()
+        assert "## Test metrics (100 questions)" in card and "## In its comparison" in card, label
+        assert folder in (out / "report" / "demo.md").read_text()
 
 
 @pytest.mark.skipif(not (SHIPPED_READER / "config.json").is_file(), reason="no shipped reader")
