@@ -28,6 +28,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 VARIANTS = {
     "chosen": {},
@@ -92,6 +93,56 @@ def plot_losses(logs: dict[str, list[dict]], path: Path) -> None:
     write_atomic(path, png_bytes(figure))
 
 
+def credit(cfg, objective, settings: dict, model_dir: Path, dev: Path, questions: int = 96, draws: int = 8) -> dict[str, dict[str, float]]:
+    """Who gets credit on uncued dev questions, from the reranker in ``model_dir``: per role, the
+    mean gradient of G-Rerank's loss (over ``draws`` Gumbel masks) and of LOOP's KL (target
+    temperature 0.1, student 1, as in the protocol's LOOP grid) with respect to each passage's
+    score; negative = that passage is pushed up. Uncued questions only: there the answer
+    passage and the wrong chain read the same to a pointwise reranker, so what one gets the
+    other gets too through their shared features."""
+    import torch
+
+    from gumbel_rerank.demo.reading_check import read_demo_records
+    from gumbel_rerank.envinfo import resolve_device
+    from gumbel_rerank.masks import MaskConfig, example_gumbel_noise, relaxed_topk_log_mask
+    from gumbel_rerank.objectives.common import leave_one_out_nll, masked_log_softmax, read_batch
+    from gumbel_rerank.objectives.gumbel import standardize_scores
+    from gumbel_rerank.rerankers import Reranker
+    from gumbel_rerank.training.train_reranker import ROLE_GROUPS, load_reader
+
+    reader = load_reader(cfg, resolve_device("cpu"))
+    reranker = Reranker.from_pretrained(model_dir, **cfg.reranker.settings).eval()
+    records = [r for r in read_demo_records(dev) if not r["answer_cued"]][:questions]
+    gumbel = {k.split(".")[-1]: v for k, v in settings.items() if k.startswith("objective.settings.")}
+    mask = MaskConfig(k=3, tau=0.5, kappa=float(gumbel.get("kappa", 1.0)))
+    sums: dict[str, dict[str, list[float]]] = {"G-Rerank": {}, "LOOP": {}}
+    for start in range(0, len(records), 8):
+        chunk = records[start : start + 8]
+        batch = SimpleNamespace(  # what read_batch reads of a Batch
+            questions=[r["question"] for r in chunk],
+            passages=[[{"title": c["title"], "text": c["text"]} for c in r["ctxs"]] for r in chunk],
+            targets=[r["target"] for r in chunk],
+        )
+        with torch.no_grad():
+            scores, valid = reranker.score(batch.questions, batch.passages)
+        states, labels = read_batch(reader, batch, scores.shape[1])
+        grads = {"G-Rerank": torch.zeros_like(scores), "LOOP": torch.zeros_like(scores)}
+        for draw in range(draws):
+            w = scores.clone().requires_grad_(True)
+            work = standardize_scores(w, valid) if gumbel.get("standardize") else w
+            noise = example_gumbel_noise(1, draw, list(range(len(chunk))), valid.sum(1).tolist(), mask.k, w.shape[1])
+            loss = reader.lm_loss(states, labels, relaxed_topk_log_mask(work, valid, mask, noise=noise)).sum()
+            grads["G-Rerank"] += torch.autograd.grad(loss, w)[0] / draws
+        target = masked_log_softmax(leave_one_out_nll(reader, states, labels), valid, 0.1).exp()
+        grads["LOOP"] = masked_log_softmax(scores, valid, 1.0).exp() - target  # d KL / d w per question
+        for row, record in enumerate(chunk):
+            for i, passage in enumerate(record["ctxs"]):
+                role = ROLE_GROUPS.get(passage["role"], "rest")
+                for name in grads:
+                    sums[name].setdefault(role, []).append(float(grads[name][row, i]))
+    return {name: {role: statistics.mean(values) for role, values in by_role.items()} for name, by_role in sums.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", type=Path, required=True, help="a compare --tune folder (protocol.json)")
@@ -99,6 +150,7 @@ def main() -> None:
     parser.add_argument("--setting", default="chain", choices=("chain", "redundant"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
+    parser.add_argument("--credit", action="store_true", help="also the per-role credit of G-Rerank and LOOP on uncued dev questions")
     args = parser.parse_args()
     args.figures.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -141,6 +193,11 @@ def main() -> None:
         }
         plot_roles(log, args.figures / f"dynamics_{args.setting}_{name}.png", f"G-Rerank per passage role: {name}")
     plot_losses(logs, args.figures / f"dynamics_{args.setting}_losses.png")
+    credits = {}
+    if args.credit:
+        chosen_dir = args.protocol / "tune" / "gumbel" / f"trial-{record['chosen']}"
+        for when, model in (("start (untrained head)", cfg.reranker.path), ("after training (chosen run's best dev point)", chosen_dir / "model")):
+            credits[when] = credit(cfg, objective, chosen, Path(model), Path(cfg.data.dev))
     lines = [
         f"# G-Rerank dynamics on the demo data ({args.setting})",
         "",
@@ -154,6 +211,12 @@ def main() -> None:
     ]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    for when, table in credits.items():
+        roles = list(next(iter(table.values())))
+        lines += ["", f"Mean dLoss/dscore per role on 96 uncued dev questions, reranker at the {when} "
+                  "(negative = pushed up; G-Rerank: 8 Gumbel masks; LOOP: KL to its target at 0.1):", "",
+                  "| objective | " + " | ".join(roles) + " |", "|---|" + "---:|" * len(roles)]
+        lines += [f"| {name} | " + " | ".join(f"{row[r]:+.4f}" for r in roles) + " |" for name, row in table.items()]
     text = "\n".join(lines) + "\n"
     (args.out / "dynamics.md").parent.mkdir(parents=True, exist_ok=True)
     (args.out / "dynamics.md").write_text(text)
