@@ -17,7 +17,10 @@ Variants (``--objective.settings`` on top of the chosen setting):
 * ``train_k5``: a training mask of k = 5 judged at k = 3 (the mask drops a few passages from a
   nearly full context, the view leave-one-out has);
 * ``samples4``: four independent masks per question (lower gradient variance);
-* ``subset``: the relaxed top-k without replacement (k distinct picks).
+* ``subset``: the relaxed top-k without replacement (k distinct picks);
+* ``drop2``: a training mask that keeps 8 distinct passages of 10 (``subset``, k = 8), judged at
+  k = 3: the mask drops passages from a nearly full context, as leave-one-out does, instead of
+  selecting a few.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ VARIANTS = {
     "train_k5": {"objective.settings.mask.k": 5, "eval.allow_other_k": True},
     "samples4": {"objective.settings.mask_samples": 4},
     "subset": {"objective.settings.mask.mode": "subset"},
+    "drop2": {"objective.settings.mask.k": 8, "objective.settings.mask.mode": "subset", "eval.allow_other_k": True},
 }
 ROLES = ("bridge", "answer", "wrong_chain", "trap", "entity_link", "rest")
 
