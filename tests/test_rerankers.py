@@ -464,16 +464,18 @@ def test_saved_directory_loads_in_sentence_transformers_cross_encoder(bert_reran
     pairs = [(question, format_passage(p, "{title}: {text}")) for p in passages]
     ours, _ = bert_reranker.score([question], [passages])
 
-    ce = sentence_transformers.CrossEncoder(
-        str(path), device="cpu", local_files_only=True, activation_fn=torch.nn.Identity()
-    )
+    # The folder's config_sentence_transformers.json sets the identity activation, so a plain
+    # CrossEncoder returns our raw scores (its num_labels=1 default would squash with a sigmoid).
+    ce = sentence_transformers.CrossEncoder(str(path), device="cpu", local_files_only=True)
     assert ce.max_seq_length == 32
     raw = ce.predict(pairs, batch_size=2)
     assert raw.tolist() == pytest.approx(ours[0].tolist(), abs=1e-5)
 
-    # Default CrossEncoder for num_labels=1 squashes with a sigmoid: same ranking, other scale.
-    default_ce = sentence_transformers.CrossEncoder(str(path), device="cpu", local_files_only=True)
-    squashed = default_ce.predict(pairs)
+    # A user who asks for the sigmoid still gets it: same ranking, other scale.
+    squashing = sentence_transformers.CrossEncoder(
+        str(path), device="cpu", local_files_only=True, activation_fn=torch.nn.Sigmoid()
+    )
+    squashed = squashing.predict(pairs)
     assert squashed.tolist() == pytest.approx(torch.sigmoid(ours[0]).tolist(), abs=1e-5)
 
 
