@@ -158,3 +158,21 @@ def test_a_finished_run_is_not_reused_for_other_data_under_the_same_path(world, 
     train.write_text("".join(train.read_text().splitlines(keepends=True)[:-1]))
     with pytest.raises(RuntimeError, match="content of data.train changed"):
         check_same_settings(out, cfg)
+
+
+def test_a_run_saved_before_a_config_key_existed_is_reused_and_a_changed_key_is_not(world, tmp_path):
+    from gumbel_rerank.training.compare import check_same_settings
+    from gumbel_rerank.training.config import TrainConfig
+
+    out = tmp_path / "run"
+    overrides = world.overrides(out, **{"optim.max_steps": 2})
+    assert main(["train", *overrides]) == 0
+    cfg = load_config(TrainConfig, None, overrides)
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["reader"]["parallel_lm"]  # as written before the decoder reader existed
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_same_settings(out, cfg)  # the absent section reads at its defaults: the same run
+    saved["optim"]["lr"] = 123.0
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(RuntimeError, match="optim.lr: 123.0"):
+        check_same_settings(out, cfg)

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from gumbel_rerank.config import config_differences
+from gumbel_rerank.config import ConfigError, config_differences, from_dict, to_dict
 from gumbel_rerank.data.questions import Question
 from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.envinfo import resolve_device
@@ -111,6 +111,13 @@ def check_same_settings(folder: Path, cfg: TrainConfig) -> None:
     if not saved.is_file():
         return
     old = yaml.safe_load(saved.read_text())
+    try:
+        # A key added to the config after the run was made is read at its default, which by
+        # the project's rule keeps the old behaviour; a real change still shows up. A saved
+        # config today's schema cannot read is compared raw (every difference listed).
+        old = to_dict(from_dict(TrainConfig, old, where=str(saved)))
+    except (ConfigError, TypeError, ValueError):
+        pass
     differences = config_differences(old, cfg, ignore=RESUMABLE_KEYS)
     data = {"train": file_digest(cfg.data.train), "dev": file_digest(cfg.data.dev)}
     recorded = folder / DATA_FINGERPRINT
