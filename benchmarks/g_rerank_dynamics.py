@@ -18,6 +18,8 @@ Variants (``--objective.settings`` on top of the chosen setting):
   nearly full context, the view leave-one-out has);
 * ``samples4``: four independent masks per question (lower gradient variance);
 * ``subset``: the relaxed top-k without replacement (k distinct picks);
+* ``tau_sharp``: the mask's temperature 0.1 instead of 0.5 (each sample's softmax near one-hot,
+  so the relaxed mask's loss is nearer the hard top-k loss the evaluation reads);
 * ``drop2``: a training mask that keeps 8 distinct passages of 10 (``subset``, k = 8), judged at
   k = 3: the mask drops passages from a nearly full context, as leave-one-out does, instead of
   selecting a few.
@@ -41,6 +43,7 @@ VARIANTS = {
     "samples4": {"objective.settings.mask_samples": 4},
     "subset": {"objective.settings.mask.mode": "subset"},
     "drop2": {"objective.settings.mask.k": 8, "objective.settings.mask.mode": "subset", "eval.allow_other_k": True},
+    "tau_sharp": {"objective.settings.mask.tau": 0.1},
 }
 ROLES = ("bridge", "answer", "wrong_chain", "trap", "entity_link", "rest")
 
