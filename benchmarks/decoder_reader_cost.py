@@ -91,8 +91,10 @@ def step_parts(reader, reranker, questions, passages, answers, k: int, repeats: 
     return out
 
 
-def demo_rows(repeats: int) -> dict[str, dict[str, float]]:
-    """The demo's step with the FiD chain reader and with the decoder reader."""
+def demo_rows(repeats: int, decoder_reader: str = "") -> dict[str, dict[str, float]]:
+    """The demo's step with the FiD chain reader and with the decoder reader (``decoder_reader``:
+    a directory of the same architecture, e.g. the recipe's checkpoint while it trains; default
+    the shipped one)."""
     from gumbel_rerank.demo.command import demo_spec, minilm_directory
     from gumbel_rerank.demo.dataset import generate_split
     from gumbel_rerank.demo.reader_recipe import DECODER_READER, SHIPPED_READER
@@ -109,9 +111,10 @@ def demo_rows(repeats: int) -> dict[str, dict[str, float]]:
     rows = {}
     fid = load_reader_from("fid", SHIPPED_READER, settings=FiDReaderConfig(text_maxlength=32, answer_maxlength=6))
     rows["FiD chain reader (3.1 M)"] = step_parts(fid, reranker, questions, passages, answers, 3, repeats)
-    if (DECODER_READER / "config.json").is_file():
+    decoder = Path(decoder_reader) if decoder_reader else DECODER_READER
+    if (decoder / "config.json").is_file():  # the step's cost depends on the shapes, not the weights
         lm = ParallelLMSettings(block_template="title : {title} context : {text}", prompt_template="question : {question}", answer_prefix="")
-        dec = load_reader_from("parallel_lm", DECODER_READER, settings=FiDReaderConfig(text_maxlength=24, answer_maxlength=6), parallel_lm=lm)
+        dec = load_reader_from("parallel_lm", decoder, settings=FiDReaderConfig(text_maxlength=24, answer_maxlength=6), parallel_lm=lm)
         rows["decoder reader (parallel Llama)"] = step_parts(dec, reranker, questions, passages, answers, 3, repeats)
     return rows
 
@@ -171,6 +174,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["demo", "25m"], choices=["demo", "25m", "qwen05", "tiny"])
     parser.add_argument("--ns", nargs="+", type=int, default=[10, 20, 50])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--decoder-reader", default="", help="the demo row's decoder reader directory (default: the shipped one)")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write ('' = print only)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -178,7 +182,7 @@ def main() -> None:
     device = torch.device(args.device)
     rows: dict[str, dict[str, float]] = {}
     for size in args.sizes:
-        rows.update(demo_rows(args.repeats) if size == "demo" else random_lm_rows(size, args.ns, args.repeats, device))
+        rows.update(demo_rows(args.repeats, args.decoder_reader) if size == "demo" else random_lm_rows(size, args.ns, args.repeats, device))
     from gumbel_rerank.envinfo import package_version
 
     columns = list(next(iter(rows.values())))
@@ -186,7 +190,7 @@ def main() -> None:
         "# Decoder-only reader: the cost of parallel reading, part by part",
         "",
         f"Command: `python benchmarks/decoder_reader_cost.py --threads {args.threads} --repeats {args.repeats} "
-        f"--sizes {' '.join(args.sizes)} --ns {' '.join(map(str, args.ns))} --device {args.device}`",
+        f"--sizes {' '.join(args.sizes)}{' --decoder-reader ' + args.decoder_reader if args.decoder_reader else ''} --ns {' '.join(map(str, args.ns))} --device {args.device}`",
         f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs, {args.threads} torch thread(s), "
         f"torch {package_version('torch')}, transformers {package_version('transformers')}. Median seconds of "
         f"{args.repeats} calls after a warm-up.",

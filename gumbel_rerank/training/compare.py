@@ -11,6 +11,7 @@ the same settings is reused.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -111,13 +112,11 @@ def check_same_settings(folder: Path, cfg: TrainConfig) -> None:
     if not saved.is_file():
         return
     old = yaml.safe_load(saved.read_text())
-    try:
-        # A key added to the config after the run was made is read at its default, which by
-        # the project's rule keeps the old behaviour; a real change still shows up. A saved
-        # config today's schema cannot read is compared raw (every difference listed).
+    # A key added to the config after the run was made is read at its default, which by the
+    # project's rule keeps the old behaviour; a real change still shows up. A saved config
+    # today's schema cannot read is compared raw (every difference listed).
+    with contextlib.suppress(ConfigError, TypeError, ValueError):
         old = to_dict(from_dict(TrainConfig, old, where=str(saved)))
-    except (ConfigError, TypeError, ValueError):
-        pass
     differences = config_differences(old, cfg, ignore=RESUMABLE_KEYS)
     data = {"train": file_digest(cfg.data.train), "dev": file_digest(cfg.data.dev)}
     recorded = folder / DATA_FINGERPRINT
