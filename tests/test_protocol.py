@@ -172,6 +172,9 @@ def test_a_run_saved_before_a_config_key_existed_is_reused_and_a_changed_key_is_
     del saved["reader"]["parallel_lm"]  # as written before the decoder reader existed
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     check_same_settings(out, cfg)  # the absent section reads at its defaults: the same run
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)  # a finished run moved to another folder is still the same run
+    check_same_settings(moved, load_config(TrainConfig, None, world.overrides(moved, **{"optim.max_steps": 2})))
     saved["optim"]["lr"] = 123.0
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(RuntimeError, match="optim.lr: 123.0"):

@@ -83,8 +83,9 @@ def train_all(cfg: CompareConfig, out: Path) -> dict[str, Path]:
     return folders
 
 
-#: Keys that may change between a run and its continuation without changing what it trains.
-RESUMABLE_KEYS = ("run.resume", "run.device", "run.progress")
+#: Keys that may change between a run and its continuation without changing what it trains
+#: (``run.output_dir``: the folder checked is the run's, wherever it was moved to).
+RESUMABLE_KEYS = ("run.resume", "run.device", "run.progress", "run.output_dir")
 
 
 #: Where a compared run records the content of the data it was trained on.
