@@ -92,12 +92,11 @@ def step_parts(reader, reranker, questions, passages, answers, k: int, repeats: 
 
 
 def demo_rows(repeats: int, decoder_reader: str = "") -> dict[str, dict[str, float]]:
-    """The demo's step with the FiD chain reader and with the decoder reader (``decoder_reader``:
-    a directory of the same architecture, e.g. the recipe's checkpoint while it trains; default
-    the shipped one)."""
+    """The demo's step with the FiD chain reader and, given ``decoder_reader`` (a directory of the
+    decoder recipe's architecture, e.g. a checkpoint of `demo-reader --recipe decoder`), with it."""
     from gumbel_rerank.demo.command import demo_spec, minilm_directory
     from gumbel_rerank.demo.dataset import generate_split
-    from gumbel_rerank.demo.reader_recipe import DECODER_READER, SHIPPED_READER
+    from gumbel_rerank.demo.reader_recipe import SHIPPED_READER
     from gumbel_rerank.reader.fid import FiDReaderConfig
     from gumbel_rerank.reader.loading import load_reader_from
     from gumbel_rerank.reader.parallel_lm import ParallelLMSettings
@@ -111,8 +110,8 @@ def demo_rows(repeats: int, decoder_reader: str = "") -> dict[str, dict[str, flo
     rows = {}
     fid = load_reader_from("fid", SHIPPED_READER, settings=FiDReaderConfig(text_maxlength=32, answer_maxlength=6))
     rows["FiD chain reader (3.1 M)"] = step_parts(fid, reranker, questions, passages, answers, 3, repeats)
-    decoder = Path(decoder_reader) if decoder_reader else DECODER_READER
-    if (decoder / "config.json").is_file():  # the step's cost depends on the shapes, not the weights
+    decoder = Path(decoder_reader) if decoder_reader else None
+    if decoder is not None:  # the step's cost depends on the shapes, not the weights
         lm = ParallelLMSettings(block_template="title : {title} context : {text}", prompt_template="question : {question}", answer_prefix="")
         dec = load_reader_from("parallel_lm", decoder, settings=FiDReaderConfig(text_maxlength=24, answer_maxlength=6), parallel_lm=lm)
         rows["decoder reader (parallel Llama)"] = step_parts(dec, reranker, questions, passages, answers, 3, repeats)
@@ -174,7 +173,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=["demo", "25m"], choices=["demo", "25m", "qwen05", "tiny"])
     parser.add_argument("--ns", nargs="+", type=int, default=[10, 20, 50])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--decoder-reader", default="", help="the demo row's decoder reader directory (default: the shipped one)")
+    parser.add_argument("--decoder-reader", default="", help="the demo row's decoder reader (a `demo-reader --recipe decoder` model or checkpoint; none is shipped)")
     parser.add_argument("--results", default=str(RESULTS), help="markdown file to write ('' = print only)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

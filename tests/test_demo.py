@@ -69,6 +69,24 @@ def test_demo_refuses_a_missing_reader(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing written before the check
 
 
+def test_a_decoder_only_reader_directory_reads_with_the_decoder_recipe(tmp_path):
+    """`--reader DIR` with a causal LM (not T5) gets the decoder recipe's reader section (kind,
+    templates, lengths); the shipped T5 chain reader keeps the FiD one; overrides still win."""
+    from gumbel_rerank.demo.command import demo_config
+    from gumbel_rerank.demo.reader_recipe import recipe_config
+
+    lm = tmp_path / "lm"
+    lm.mkdir()
+    (lm / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    decoder = demo_config(tmp_path / "out", lm)
+    recipe = recipe_config(tmp_path / "r", recipe="decoder").reader
+    assert decoder.reader.kind == "parallel_lm"
+    assert decoder.reader.parallel_lm == recipe.parallel_lm and decoder.reader.settings == recipe.settings
+    assert demo_config(tmp_path / "out", "chain").reader.kind == "fid"
+    overridden = demo_config(tmp_path / "out", lm, ["--reader.settings.text_maxlength=20"])
+    assert overridden.reader.settings.text_maxlength == 20
+
+
 def test_demo_refuses_a_bad_override(tmp_path, capsys):
     assert cli_main(["--out", str(tmp_path), "--optim.no_such_key=1"]) == 2
     err = capsys.readouterr().err

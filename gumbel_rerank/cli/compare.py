@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reader",
         default=None,
         help="demo only: chain (default; the redundant setting's own reader with --setting redundant), "
-        "decoder (the shipped decoder-only reader), or a reader directory",
+        "or a reader directory (a decoder-only LM reads with the decoder recipe's settings)",
     )
     parser.add_argument(
         "--setting",

@@ -23,8 +23,8 @@ def cli_main(argv: list[str]) -> int:
     parser.add_argument(
         "--reader",
         default="chain",
-        help="chain (the shipped FiD chain reader), decoder (the shipped decoder-only reader, reading the "
-        "passages in parallel), or a reader directory",
+        help="chain (the shipped FiD chain reader) or a reader directory (a decoder-only LM, such as "
+        "`demo-reader --recipe decoder` trains, reads the passages in parallel with that recipe's settings)",
     )
     parser.add_argument("--train-questions", type=positive_int, default=DemoOptions.train_questions)
     parser.add_argument(

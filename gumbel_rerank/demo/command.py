@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from gumbel_rerank.config import load_config
 from gumbel_rerank.demo.dataset import DemoSpec, write_demo_data
-from gumbel_rerank.demo.reader_recipe import ASSETS, CHAIN_POOL, DECODER_READER, SHIPPED_READER
+from gumbel_rerank.demo.reader_recipe import ASSETS, CHAIN_POOL, SHIPPED_READER
 from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.training.config import CompareConfig
 
@@ -77,22 +77,29 @@ def minilm_directory() -> Path:
 
 
 #: ``--reader`` names of the shipped demo readers.
-READER_NAMES = ("chain", "decoder")
+READER_NAMES = ("chain",)
 
 
 def reader_path(name: str | Path) -> Path:
-    """The reader directory ``--reader`` names: "chain" (the shipped FiD chain reader),
-    "decoder" (the shipped decoder-only reader), or a directory."""
-    return {"chain": SHIPPED_READER, "decoder": DECODER_READER}.get(str(name), Path(name))
+    """The reader directory ``--reader`` names: "chain" (the shipped FiD chain reader) or a
+    directory."""
+    return {"chain": SHIPPED_READER}.get(str(name), Path(name))
+
+
+def is_causal_lm_directory(path: Path) -> bool:
+    """True when ``path`` holds a Hugging Face model that is not T5 (a decoder-only LM such as
+    ``demo-reader --recipe decoder`` trains), read from its ``config.json``."""
+    config = path / "config.json"
+    return config.is_file() and json.loads(config.read_text()).get("model_type", "t5") != "t5"
 
 
 def demo_config(
     out: Path, reader: Path | str = SHIPPED_READER, overrides: list[str] | None = None, recipe: Path = RECIPE
 ) -> CompareConfig:
     """The compare config of ``recipe`` with this run's paths (data under ``out/data``, runs
-    under ``out``), then ``overrides`` (which win, paths included). With the shipped decoder
-    reader, the reader section of its recipe (kind, templates, lengths) replaces the FiD
-    reader's, so everything else stays the same."""
+    under ``out``), then ``overrides`` (which win, paths included). With a decoder-only reader
+    directory (:func:`is_causal_lm_directory`), the reader section of the decoder recipe (kind,
+    templates, lengths) replaces the FiD reader's, so everything else stays the same."""
     reader = reader_path(reader)
     paths = [
         f"--data.train={out / 'data' / 'train.jsonl'}",
@@ -102,17 +109,15 @@ def demo_config(
         f"--reranker.path={minilm_directory()}",
         f"--run.output_dir={out}",
     ]
-    if reader.resolve() == DECODER_READER.resolve():
+    if is_causal_lm_directory(reader):
         paths += decoder_reader_overrides(out)
     return load_config(CompareConfig, recipe, paths + list(overrides or []))
 
 
 def decoder_reader_overrides(out: Path) -> list[str]:
-    """The reader section the decoder reader was trained with (its recipe: kind, templates,
-    lengths) as overrides, ahead of the user's, which still win. Values as JSON (valid YAML:
-    a template such as "title : {title}" would otherwise read as a mapping)."""
-    import json
-
+    """The reader section the demo's decoder reader is trained with (its recipe: kind,
+    templates, lengths) as overrides, ahead of the user's, which still win. Values as JSON
+    (valid YAML: a template such as "title : {title}" would otherwise read as a mapping)."""
     from gumbel_rerank.config import to_dict
     from gumbel_rerank.demo.reader_recipe import recipe_config
 

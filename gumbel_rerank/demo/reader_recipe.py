@@ -39,9 +39,6 @@ SHIPPED_READER = ASSETS / "chain_reader"
 #: The reader of the redundant-evidence setting: the chain reader fine-tuned to read facts
 #: stated twice (``DemoSpec.redundant``; assets/README.md has its remake command).
 REDUNDANT_READER = ASSETS / "chain_reader_redundant"
-#: The demo's decoder-only reader (``reader.kind: parallel_lm``): a tiny Llama trained from
-#: scratch on the chain data (assets/README.md has its remake command).
-DECODER_READER = ASSETS / "decoder_reader"
 #: Reader recipes of ``gumbel-rerank demo-reader --recipe``.
 RECIPES = ("answer", "chain", "redundant", "decoder")
 #: The facts the redundant-evidence setting states twice: the bridge only. Restating the answer
