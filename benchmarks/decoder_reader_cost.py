@@ -4,12 +4,13 @@ Per part of one G-Rerank step on one batch: (a) the reranker's forward and backw
 n candidates, (b) encoding the passages as blocks (no gradient), (c) the reading pass forward
 and backward through the mask; and peak memory (CUDA) where the device has it.
 
-    python benchmarks/decoder_reader_cost.py --threads 1                  # the recorded CPU run
+    python benchmarks/decoder_reader_cost.py --threads 1 --decoder-reader DIR   # the recorded CPU run
     python benchmarks/decoder_reader_cost.py --sizes 25m --ns 10 20 50    # one model size
 
 Runs:
 * ``demo``: the demo's shapes (8 questions x 10 passages, the demo recipe's lengths): the
-  shipped FiD chain reader against the shipped decoder reader, with all-MiniLM-L6-v2 as the
+  shipped FiD chain reader against a decoder reader of the demo recipe's architecture
+  (``--decoder-reader``: a `demo-reader --recipe decoder` model or checkpoint), with all-MiniLM-L6-v2 as the
   reranker, so the two reader kinds are compared on the same step;
 * ``25m``: a random Llama of about 25 M parameters (d 512, 6 layers, 8 heads) reading one
   question's n = 10, 20, 50 passages of 64 tokens, with a tiny random BERT reranker (the
