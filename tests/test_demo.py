@@ -132,6 +132,7 @@ def test_reduced_demo_g_rerank_finds_the_bridge_that_pdist_and_bm25_miss(tmp_pat
     for name in ("report/demo.md", "report/demo.png", "eval/gumbel/training_curves.png", "eval/untrained_reranker/report.json"):
         assert (out / name).is_file(), name
     assert "| G-Rerank |" in (out / "report" / "demo.md").read_text()
+    assert "found LOOP best" in (out / "report" / "demo.md").read_text()  # the full comparison's winner
     # the trained rerankers are shareable models: cards with their test numbers, linked
     for label, folder in result["models"].items():
         card = (Path(folder) / "README.md").read_text()
