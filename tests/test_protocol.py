@@ -179,3 +179,17 @@ def test_a_run_saved_before_a_config_key_existed_is_reused_and_a_changed_key_is_
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
     with pytest.raises(RuntimeError, match="optim.lr: 123.0"):
         check_same_settings(out, cfg)
+
+
+def test_the_protocol_table_names_evidence_at_k_where_facts_may_be_restated(tmp_path):
+    """With evidence roles the first column is Evidence@k (a fact found through any passage
+    stating it), which differs from AllGold@k on the redundant data: the label must say so."""
+    from gumbel_rerank.demo.compare import PROTOCOL_RECIPE, compare_config
+    from gumbel_rerank.training.protocol import table_columns
+
+    cfg = compare_config(tmp_path, overrides=[], recipe=PROTOCOL_RECIPE)
+    columns = table_columns(cfg, ["uncued"])
+    assert columns[0] == ("Evidence@3", ("evidence", "{r}", "Evidence@3"))
+    assert [c for c, _ in columns[1:]] == ["bridge R@3", "answer R@3", "answer R@3 uncued", "EM@3"]
+    cfg.data.evidence_roles = []
+    assert table_columns(cfg)[0] == ("AllGold@3", ("rankings", "{r}", "AllGold@3"))
