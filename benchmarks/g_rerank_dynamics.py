@@ -20,6 +20,8 @@ Variants (``--objective.settings`` on top of the chosen setting):
 * ``subset``: the relaxed top-k without replacement (k distinct picks);
 * ``tau_sharp``: the mask's temperature 0.1 instead of 0.5 (each sample's softmax near one-hot,
   so the relaxed mask's loss is nearer the hard top-k loss the evaluation reads);
+* ``tau_anneal``: tau annealed from 0.5 to 0.1 over 300 steps (a wide mask while the bridge is
+  found, a sharp one to order the answer passage above its look-alike);
 * ``drop2``: a training mask that keeps 8 distinct passages of 10 (``subset``, k = 8), judged at
   k = 3: the mask drops passages from a nearly full context, as leave-one-out does, instead of
   selecting a few.
@@ -44,6 +46,7 @@ VARIANTS = {
     "subset": {"objective.settings.mask.mode": "subset"},
     "drop2": {"objective.settings.mask.k": 8, "objective.settings.mask.mode": "subset", "eval.allow_other_k": True},
     "tau_sharp": {"objective.settings.mask.tau": 0.1},
+    "tau_anneal": {"objective.settings.tau_end": 0.1, "objective.settings.anneal_steps": 300},
 }
 ROLES = ("bridge", "answer", "wrong_chain", "trap", "entity_link", "rest")
 
