@@ -97,10 +97,9 @@ def demo_rows(repeats: int, decoder_reader: str = "") -> dict[str, dict[str, flo
     decoder recipe's architecture, e.g. a checkpoint of `demo-reader --recipe decoder`), with it."""
     from gumbel_rerank.demo.command import demo_spec, minilm_directory
     from gumbel_rerank.demo.dataset import generate_split
-    from gumbel_rerank.demo.reader_recipe import SHIPPED_READER
+    from gumbel_rerank.demo.reader_recipe import SHIPPED_READER, recipe_config
     from gumbel_rerank.reader.fid import FiDReaderConfig
     from gumbel_rerank.reader.loading import load_reader_from
-    from gumbel_rerank.reader.parallel_lm import ParallelLMSettings
     from gumbel_rerank.rerankers import Reranker
 
     records = generate_split(demo_spec(8), "train")[:8]
@@ -111,10 +110,10 @@ def demo_rows(repeats: int, decoder_reader: str = "") -> dict[str, dict[str, flo
     rows = {}
     fid = load_reader_from("fid", SHIPPED_READER, settings=FiDReaderConfig(text_maxlength=32, answer_maxlength=6))
     rows["FiD chain reader (3.1 M)"] = step_parts(fid, reranker, questions, passages, answers, 3, repeats)
-    decoder = Path(decoder_reader) if decoder_reader else None
-    if decoder is not None:  # the step's cost depends on the shapes, not the weights
-        lm = ParallelLMSettings(block_template="title : {title} context : {text}", prompt_template="question : {question}", answer_prefix="")
-        dec = load_reader_from("parallel_lm", decoder, settings=FiDReaderConfig(text_maxlength=24, answer_maxlength=6), parallel_lm=lm)
+    if decoder_reader:  # the step's cost depends on the shapes, not the weights
+        # read it as it is trained: the decoder recipe's reader section (templates, lengths)
+        section = recipe_config(Path(decoder_reader), recipe="decoder").reader
+        dec = load_reader_from("parallel_lm", Path(decoder_reader), settings=section.settings, parallel_lm=section.parallel_lm)
         rows["decoder reader (parallel Llama)"] = step_parts(dec, reranker, questions, passages, answers, 3, repeats)
     return rows
 

@@ -114,17 +114,19 @@ def credit(cfg, objective, settings: dict, model_dir: Path, dev: Path, questions
 
     from gumbel_rerank.demo.reading_check import read_demo_records
     from gumbel_rerank.envinfo import resolve_device
-    from gumbel_rerank.masks import MaskConfig, example_gumbel_noise, relaxed_topk_log_mask
+    from gumbel_rerank.masks import example_gumbel_noise, relaxed_topk_log_mask
     from gumbel_rerank.objectives.common import leave_one_out_nll, masked_log_softmax, read_batch
     from gumbel_rerank.objectives.gumbel import standardize_scores
     from gumbel_rerank.rerankers import Reranker
+    from gumbel_rerank.training.protocol import run_config
     from gumbel_rerank.training.train_reranker import ROLE_GROUPS, load_reader
 
     reader = load_reader(cfg, resolve_device("cpu"))
     reranker = Reranker.from_pretrained(model_dir, **cfg.reranker.settings).eval()
     records = [r for r in read_demo_records(dev) if not r["answer_cued"]][:questions]
-    gumbel = {k.split(".")[-1]: v for k, v in settings.items() if k.startswith("objective.settings.")}
-    mask = MaskConfig(k=3, tau=0.5, kappa=float(gumbel.get("kappa", 1.0)))
+    # the chosen setting as the protocol builds it (typed: mask and standardisation)
+    chosen = run_config(cfg, objective, model_dir, settings, cfg.run.seed).objective.settings
+    mask = chosen.mask
     sums: dict[str, dict[str, list[float]]] = {"G-Rerank": {}, "LOOP": {}}
     for start in range(0, len(records), 8):
         chunk = records[start : start + 8]
@@ -139,7 +141,7 @@ def credit(cfg, objective, settings: dict, model_dir: Path, dev: Path, questions
         grads = {"G-Rerank": torch.zeros_like(scores), "LOOP": torch.zeros_like(scores)}
         for draw in range(draws):
             w = scores.clone().requires_grad_(True)
-            work = standardize_scores(w, valid) if gumbel.get("standardize") else w
+            work = standardize_scores(w, valid) if chosen.standardize else w
             noise = example_gumbel_noise(1, draw, list(range(len(chunk))), valid.sum(1).tolist(), mask.k, w.shape[1])
             loss = reader.lm_loss(states, labels, relaxed_topk_log_mask(work, valid, mask, noise=noise)).sum()
             grads["G-Rerank"] += torch.autograd.grad(loss, w)[0] / draws
