@@ -64,9 +64,9 @@ def test_trials_are_seeded_distinct_draws_of_equal_number_for_every_objective(wo
 
 
 def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, tmp_path):
-    """The test file is absent while every trial and final run trains: the protocol gets to its
-    evaluation and stops there naming the file. Restored, the rerun trains nothing again and
-    reads the test questions once per final run."""
+    """The test file is absent while every trial trains: the protocol chooses every setting,
+    gets to the final runs and stops there naming the file. Restored, the rerun trains no
+    trial again, trains the final runs, and reads the test questions once per final run."""
     test = tmp_path / "test.jsonl"
     shutil.copy(world.dev, test)
     cfg = protocol_config(world, tmp_path / "c.yaml", test)
@@ -79,20 +79,23 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
     records = state["objectives"]
     assert {label: len(r["trials"]) for label, r in records.items()} == {"gumbel": 2, "loop": 2, "lce": 2}
     for label, record in records.items():
-        assert set(record["finals"]) == {"1", "2"}
+        assert record["finals"] == {}
         best = max(t["best_dev"] for t in record["trials"])
         assert record["trials"][record["chosen"]]["best_dev"] == best
-        for trial in record["trials"]:
-            saved = yaml.safe_load((out / "tune" / label / f"trial-{record['trials'].index(trial)}" / "config.yaml").read_text())
+        for index, trial in enumerate(record["trials"]):
+            saved = yaml.safe_load((out / "tune" / label / f"trial-{index}" / "config.yaml").read_text())
             assert saved["run"]["select_metric"] == "AllGold@2" and "compare" not in saved
+            assert trial["config"]["run.seed"] == 0 and trial["config"]["objective.name"] == label
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}
-    assert len(stamps) == 3 * 2 + 3 * 2
+    assert len(stamps) == 3 * 2
 
     hidden.rename(test)
     assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
-    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}  # nothing retrained
+    after = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}
+    assert {p: after[p] for p in stamps} == stamps and len(after) == 3 * 2 + 3 * 2  # no trial retrained
     state = json.loads((out / "protocol.json").read_text())
-    assert set(state["test"]["lce"]) == {"1", "2"}
+    assert set(state["objectives"]["lce"]["finals"]) == {"1", "2"}
+    assert all("test" in final for r in state["objectives"].values() for final in r["finals"].values())
     text = (out / "protocol.md").read_text()
     assert "| lce |" in text and "±" in text and "of 2 trials" in text and (out / "curves.png").stat().st_size > 0
     reports = {p: p.stat().st_mtime_ns for p in out.glob("eval/**/report.json")}
@@ -193,3 +196,101 @@ def test_the_protocol_table_names_evidence_at_k_where_facts_may_be_restated(tmp_
     assert [c for c, _ in columns[1:]] == ["bridge R@3", "answer R@3", "answer R@3 uncued", "EM@3"]
     cfg.data.evidence_roles = []
     assert table_columns(cfg)[0] == ("AllGold@3", ("rankings", "{r}", "AllGold@3"))
+
+
+def test_finished_runs_outlive_their_folders_as_records_and_only_an_exact_match_is_taken(world, tmp_path):
+    """A protocol whose run folders are gone takes its runs from protocol.json (its own, or
+    --records of another) instead of training; the table is the same. A run under other
+    settings or data is not taken from a record."""
+    from gumbel_rerank.training.records import record_config
+
+    test = tmp_path / "test.jsonl"
+    shutil.copy(world.dev, test)
+    cfg = protocol_config(world, tmp_path / "c.yaml", test)
+    first = tmp_path / "first"
+    command = ["compare", "--tune", "--config", str(cfg), "--objectives", "lce"]
+    assert main([*command, "--out", str(first)]) == 0
+    table = (first / "protocol.md").read_text().split("| lce |")[1].splitlines()[0]
+
+    def models(out):
+        return sorted(out.glob("*/*/*/model/model.safetensors"))
+
+    for folder in ("tune", "final", "eval"):
+        shutil.rmtree(first / folder)
+    assert main([*command, "--out", str(first)]) == 0
+    assert models(first) == [] and (first / "protocol.md").read_text().split("| lce |")[1].splitlines()[0] == table
+
+    second = tmp_path / "second"
+    assert main([*command, "--out", str(second), "--records", str(first / "protocol.json")]) == 0
+    assert models(second) == [] and "| lce |" + table in (second / "protocol.md").read_text()
+
+    third = tmp_path / "third"  # another reader setting: every run is trained
+    assert main([*command, "--out", str(third), "--records", str(first / "protocol.json"), "--reader.settings.text_maxlength=20"]) == 0
+    assert len(models(third)) == 2 + 2
+
+    # the data is recorded by content: a copy elsewhere matches, changed content does not
+    from gumbel_rerank.training.records import record_differences
+
+    run = load_config(CompareConfig, cfg)
+    base = record_config(run)
+    moved = tmp_path / "moved.jsonl"
+    shutil.copy(world.train, moved)
+    run.data.train = str(moved)
+    assert record_differences(base, record_config(run)) == []
+    moved.write_text("".join(moved.read_text().splitlines(keepends=True)[:-1]))
+    assert [d.split(":")[0] for d in record_differences(base, record_config(run))] == ["data.train"]
+    del base["reader.parallel_lm.block_template"]  # a key added after the record: read at its default
+    run.data.train = str(world.train)
+    assert record_differences(base, record_config(run)) == []
+
+
+def test_records_made_before_runs_carried_their_config_are_adopted_only_under_the_same_budget(world, tmp_path):
+    from gumbel_rerank.training.protocol import budget
+    from gumbel_rerank.training.records import load_records
+
+    test = tmp_path / "test.jsonl"
+    shutil.copy(world.dev, test)
+    cfg = protocol_config(world, tmp_path / "c.yaml", test)
+    out = tmp_path / "out"
+    command = ["compare", "--tune", "--config", str(cfg), "--objectives", "lce"]
+    assert main([*command, "--out", str(out)]) == 0
+    state = json.loads((out / "protocol.json").read_text())
+    # the format of earlier sessions: no config per run, finals' test reports beside them
+    state["test"]["lce"] = {}
+    for record in state["objectives"].values():
+        for trial in record["trials"]:
+            del trial["config"]
+        for seed, final in record["finals"].items():
+            del final["config"]
+            state["test"]["lce"][seed] = final.pop("test")
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(state))
+
+    loaded = load_config(CompareConfig, cfg)
+    records = load_records([old], budget(loaded), loaded.tune_metric())
+    assert len(records.legacy) == 2 + 2 and records.keyed == []
+    other = load_config(CompareConfig, cfg, ["--tune.patience=2"])
+    assert load_records([old], budget(other), other.tune_metric()).legacy == {}
+
+    adopted = tmp_path / "adopted"
+    assert main([*command, "--out", str(adopted), "--records", str(old)]) == 0
+    assert sorted(adopted.glob("*/*/*/model/model.safetensors")) == []
+    text = (adopted / "protocol.md").read_text()
+    assert "4 runs were taken from records made before runs recorded their config" in text
+    assert text.split("| lce |")[1].splitlines()[0] == (out / "protocol.md").read_text().split("| lce |")[1].splitlines()[0]
+    # adopted, they carry today's config: a later protocol matches them exactly
+    again = json.loads((adopted / "protocol.json").read_text())
+    assert all(t.get("adopted") and "config" in t for t in again["objectives"]["lce"]["trials"])
+
+    with pytest.raises(ValueError, match="not a protocol.json"):
+        (tmp_path / "bad.json").write_text('{"objectives": {"lce": {"trials": [{}]}}}')
+        load_records([tmp_path / "bad.json"], budget(loaded), loaded.tune_metric())
+
+
+def test_records_option_is_refused_without_tune_or_for_a_missing_file(world, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["compare", "--records", str(world.dev)])
+    assert "--records needs --tune" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["compare", "--tune", "--records", str(tmp_path / "none.json")])
+    assert "no such file" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -31,6 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
         "budget, then several seeds evaluated once on test (demo: gumbel_rerank/demo/assets/protocol_recipe.yaml)",
     )
     parser.add_argument(
+        "--records",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="PROTOCOL_JSON",
+        help="with --tune: an earlier protocol.json whose finished runs are taken instead of trained again where "
+        "they match exactly (config, data, reader); repeatable (sets tune.records)",
+    )
+    parser.add_argument(
         "--reader",
         default=None,
         help="demo only: chain (default; the redundant setting's own reader with --setting redundant), "
@@ -54,6 +64,13 @@ def cli_main(argv: list[str]) -> int:
     from gumbel_rerank.config import ConfigError
 
     names = [n.strip() for n in args.objectives.split(",") if n.strip()] if args.objectives else None
+    if args.records:
+        if not args.tune:
+            parser.error("--records needs --tune (records are runs of the tuning protocol)")
+        missing = [str(p) for p in args.records if not p.is_file()]
+        if missing:
+            parser.error(f"--records: no such file: {', '.join(missing)}")
+        rest = [*rest, f"--tune.records={json.dumps([str(p.resolve()) for p in args.records])}"]
     try:
         if args.config is None:
             from gumbel_rerank.demo.compare import run_demo_compare

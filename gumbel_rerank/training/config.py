@@ -423,6 +423,10 @@ class TuneSection:
         sample_seed: seeds the draw of each objective's trials.
         grids: objective name -> {dotted run-config key: values}, replacing that objective's
             declared search space.
+        records: ``protocol.json`` files of earlier protocols whose finished runs are taken
+            instead of trained again when they match a run exactly (config, data and reader
+            content: ``gumbel_rerank.training.records``); e.g. a committed state whose run
+            folders are gone, or objectives run on another machine.
     """
 
     trials: int = 4
@@ -431,6 +435,7 @@ class TuneSection:
     patience: int = 3
     sample_seed: int = 0
     grids: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    records: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.trials < 1:

@@ -11,15 +11,20 @@ trained with several seeds and evaluated once on test.
 2. **Choose**: per objective, the trial with the best dev metric (ties: the earlier trial).
 3. **Final runs**: the chosen setting trained again with each seed of ``tune.seeds`` (the
    tuning run is not reused: its seed was the one selected on).
-4. **Test**, read here for the first time: the final runs, the incoming order and the untrained
-   reranker, once each (:func:`~.compare.evaluate_model` keeps each evaluation).
+4. **Test**, read here for the first time, when every objective's setting is chosen: each final
+   run as soon as it is trained, then the incoming order and the untrained reranker, once each
+   (:func:`~.compare.evaluate_model` keeps each evaluation).
 5. **Report**: ``protocol.md`` / ``protocol.json`` (mean and standard deviation over seeds, how
    each row's settings were chosen, the compute columns of :mod:`~.compute`), and
    ``curves.png`` (the dev metric of every objective against steps).
 
 Resumable trial by trial: a finished run is not trained again, an interrupted one continues
-from its checkpoint, and ``protocol.json`` is rewritten after every run. Nothing before step 4
-opens the test questions, so the tuning can run without them (a test removes the file).
+from its checkpoint, and ``protocol.json`` is rewritten after every run. Each run is recorded
+there with the config it was trained with, and each final run with its test report, so a run
+whose folder is gone is taken from the record instead of trained again (from this folder's
+``protocol.json`` or the files of ``tune.records``: :mod:`~.records`). Nothing before the
+final runs opens the test questions, so the tuning can run without them (a test removes the
+file); each final run is evaluated as soon as it is trained, after every choice is made.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from gumbel_rerank.training.compare import (
 )
 from gumbel_rerank.training.compute import reader_flops
 from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig, TrainConfig
+from gumbel_rerank.training.records import Records, load_records, record_config
 from gumbel_rerank.training.run_card import write_run_card
 from gumbel_rerank.training.stages import stage_finished
 from gumbel_rerank.training.train_reranker import load_reader, run_train
@@ -101,19 +107,38 @@ def run_config(
     return from_dict(TrainConfig, data, where=f"tune run {folder}")
 
 
-def train_once(train_cfg: TrainConfig, what: str) -> dict[str, Any]:
-    """Train ``train_cfg`` unless its folder holds the finished run; its selection and curve."""
+def train_once(
+    train_cfg: TrainConfig,
+    what: str,
+    records: Records,
+    label: str,
+    settings: Mapping[str, Any],
+    final: bool = False,
+) -> dict[str, Any]:
+    """Train ``train_cfg`` unless its folder holds the finished run or ``records`` hold it
+    (its folder gone; a final run only with its test report); its selection, curve and the
+    config it was trained with (:func:`~.records.record_config`)."""
     folder = Path(train_cfg.run.output_dir)
     check_same_settings(folder, train_cfg)
+    config = record_config(train_cfg)
     if stage_finished(folder, train_cfg.optim.max_steps):
         print(f"[tune] {what}: finished earlier, not trained again", flush=True)
     else:
+        recorded = records.find(config, label, settings, train_cfg.run.seed, need_test=final)
+        if recorded is not None:
+            how = " (adopted: made before runs recorded their config; matched by settings, seed and budget)"
+            print(
+                f"[tune] {what}: recorded in {', '.join(records.sources)}{how if recorded.get('adopted') else ''}, "
+                "not trained again",
+                flush=True,
+            )
+            return recorded
         print(f"[tune] {what}: training (at most {train_cfg.optim.max_steps} steps)", flush=True)
         run_train(train_cfg)
         if not stage_finished(folder, train_cfg.optim.max_steps):
             raise RuntimeError(f"{what} stopped before the end; run the same command again to resume")
         check_same_settings(folder, train_cfg)  # records the data it was trained on
-    return run_summary(folder, train_cfg.run.select_metric or "")
+    return {**run_summary(folder, train_cfg.run.select_metric or ""), "config": config}
 
 
 def run_summary(folder: Path, metric: str) -> dict[str, Any]:
@@ -150,17 +175,31 @@ def run_protocol(
     labels = run_labels(cfg.compare.objectives)
     objectives = dict(zip(labels, cfg.compare.objectives, strict=True))
     state: dict[str, Any] = {"metric": cfg.tune_metric(), "budget": budget(cfg), "objectives": {}}
+    # read before this call rewrites it: the runs of an earlier call whose folders may be gone
+    records = load_records([out / "protocol.json", *cfg.tune.records], state["budget"], state["metric"])
     for label, objective in objectives.items():
-        state["objectives"][label] = tune_objective(cfg, label, objective, out, state)
+        state["objectives"][label] = tune_objective(cfg, label, objective, out, state, records)
+    # every choice is made: the test questions are read from here on (a missing file stops here)
+    test = load_test_set(cfg, groups)
+    readers: list[Any] = []  # loaded at the first evaluation (none when every final is recorded)
     for seed in cfg.tune.seeds:  # seed by seed: a stop leaves whole seeds for every objective
         for label, objective in objectives.items():
             record = state["objectives"][label]
             settings = record["trials"][record["chosen"]]["settings"]
             folder = out / "final" / label / f"seed-{seed}"
-            summary = train_once(run_config(cfg, objective, folder, settings, seed), f"{label} seed {seed}")
+            train_cfg = run_config(cfg, objective, folder, settings, seed)
+            summary = train_once(train_cfg, f"{label} seed {seed}", records, label, settings, final=True)
+            if "test" not in summary:  # evaluated once, now, so the record outlives the weights
+                readers = readers or [load_reader(cfg, resolve_device(cfg.run.device))]
+                directory = out / "eval" / label / f"seed-{seed}"
+                summary["test"] = evaluate_model(
+                    cfg, readers[0], test, folder / "model", directory, seed, metrics_log=folder / "metrics.jsonl"
+                )
             record["finals"][str(seed)] = summary
             save_state(out, state)
-    state["test"] = evaluate_finals(cfg, objectives, out, groups)
+    readers = readers or [load_reader(cfg, resolve_device(cfg.run.device))]
+    untrained = evaluate_model(cfg, readers[0], test, Path(cfg.reranker.path), out / "eval" / "untrained", cfg.run.seed, head_seed=cfg.run.seed)
+    state["test"] = {UNTRAINED: untrained}
     state["seconds"] = round(time.monotonic() - started, 1)
     save_state(out, state)
     write_protocol_report(cfg, state, out, header)
@@ -209,49 +248,28 @@ def budget(cfg: CompareConfig) -> dict[str, Any]:
     }
 
 
-def tune_objective(cfg: CompareConfig, label: str, objective: ObjectiveConfig, out: Path, state: dict) -> dict[str, Any]:
+def tune_objective(
+    cfg: CompareConfig, label: str, objective: ObjectiveConfig, out: Path, state: dict, records: Records
+) -> dict[str, Any]:
     """Train every trial of ``label`` (resumable); the record with the chosen trial's index."""
     record: dict[str, Any] = {"name": objective.name, "space": search_space(cfg, objective), "trials": [], "finals": {}}
     state["objectives"][label] = record
     for index, settings in enumerate(draw_trials(cfg, label, objective)):
         folder = out / "tune" / label / f"trial-{index}"
         what = f"{label} trial {index + 1}/{cfg.tune.trials} {settings}"
-        summary = train_once(run_config(cfg, objective, folder, settings, cfg.run.seed), what)
+        summary = train_once(run_config(cfg, objective, folder, settings, cfg.run.seed), what, records, label, settings)
         record["trials"].append({"settings": settings, **summary})
         save_state(out, state)
     # the first of equal bests; a trial whose every evaluation was NaN (best_dev None) loses
     values = [t["best_dev"] if t["best_dev"] is not None else float("-inf") for t in record["trials"]]
     record["chosen"] = values.index(max(values))
+    save_state(out, state)  # the choice is on record before anything reads the test questions
     return record
 
 
 def save_state(out: Path, state: Mapping[str, Any]) -> None:
     """``protocol.json``, rewritten whole (atomically) after every run."""
     write_atomic(out / "protocol.json", json.dumps(state, indent=1, default=str) + "\n")
-
-
-def evaluate_finals(
-    cfg: CompareConfig,
-    objectives: Mapping[str, ObjectiveConfig],
-    out: Path,
-    groups: Callable[[Sequence[Question]], Mapping[str, list[str]]] | None,
-) -> dict[str, Any]:
-    """Each final run, the incoming order and the untrained reranker on the test questions,
-    once each; ``{label: {seed: report}}`` plus the baseline rows' reports."""
-    reader = load_reader(cfg, resolve_device(cfg.run.device))
-    test = load_test_set(cfg, groups)
-    base = Path(cfg.reranker.path)
-    untrained = evaluate_model(cfg, reader, test, base, out / "eval" / "untrained", cfg.run.seed, head_seed=cfg.run.seed)
-    reports: dict[str, Any] = {UNTRAINED: untrained}
-    for label in objectives:
-        reports[label] = {}
-        for seed in cfg.tune.seeds:
-            folder = out / "final" / label / f"seed-{seed}"
-            directory = out / "eval" / label / f"seed-{seed}"
-            reports[label][str(seed)] = evaluate_model(
-                cfg, reader, test, folder / "model", directory, seed, metrics_log=folder / "metrics.jsonl"
-            )
-    return reports
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -306,7 +324,7 @@ def result_rows(cfg: CompareConfig, state: Mapping[str, Any]) -> dict[str, dict[
         rows[name] = {c: mean_std([cell(untrained, p, ranking)]) for c, p in columns}
         rows[name]["chosen by"] = "not trained"
     for label, record in state["objectives"].items():
-        reports = list(state["test"][label].values())
+        reports = [final["test"] for final in record["finals"].values()]
         rows[label] = {c: mean_std([cell(r, p, "reranker") for r in reports]) for c, p in columns}
         chosen = record["trials"][record["chosen"]]
         rows[label]["chosen by"] = (
@@ -398,9 +416,11 @@ def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Pat
     quality = result_rows(cfg, state)
     compute = compute_rows(cfg, state)
     for label, record in state["objectives"].items():  # every final model's card: its test numbers and row
-        for seed in record["finals"]:
-            row = {**quality[label], "(this seed's test numbers above; the row is the mean over seeds)": ""}
-            write_run_card(out / "final" / label / f"seed-{seed}", test_report=state["test"][label][seed], compare_row=row)
+        for seed, final in record["finals"].items():
+            folder = out / "final" / label / f"seed-{seed}"
+            if (folder / "model").is_dir():  # a run taken from a record has no folder here
+                row = {**quality[label], "(this seed's test numbers above; the row is the mean over seeds)": ""}
+                write_run_card(folder, test_report=final["test"], compare_row=row)
     b = state["budget"]
     note = (
         f"Test: {state['test'][UNTRAINED]['compare']['questions']} questions, read once per final run. "
@@ -412,6 +432,12 @@ def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Pat
         f"{b['eval_every']} steps, stopped after {b['patience']} evaluations without improvement, the "
         "best dev point kept."
     )
+    adopted = sum(r.get("adopted", False) for rec in state["objectives"].values() for r in [*rec["trials"], *rec["finals"].values()])
+    if adopted:
+        note += (
+            f" {adopted} runs were taken from records made before runs recorded their config: matched by "
+            "objective, settings, seed and budget (training.records)."
+        )
     text = "\n\n".join(
         part
         for part in (
