@@ -198,54 +198,83 @@ def test_the_protocol_table_names_evidence_at_k_where_facts_may_be_restated(tmp_
     assert table_columns(cfg)[0] == ("AllGold@3", ("rankings", "{r}", "AllGold@3"))
 
 
+def lce_row(out):
+    return (out / "protocol.md").read_text().split("| lce |")[1].splitlines()[0]
+
+
+def models(out):
+    return sorted(out.glob("*/*/*/model/model.safetensors"))
+
+
 def test_finished_runs_outlive_their_folders_as_records_and_only_an_exact_match_is_taken(world, tmp_path):
     """A protocol whose run folders are gone takes its runs from protocol.json (its own, or
     --records of another) instead of training; the table is the same. A run under other
-    settings or data is not taken from a record."""
-    from gumbel_rerank.training.records import record_config
-
+    settings is trained; a final run judged on other test questions is trained again; an
+    interrupted call keeps the records it has not reached in the state it writes."""
     test = tmp_path / "test.jsonl"
     shutil.copy(world.dev, test)
     cfg = protocol_config(world, tmp_path / "c.yaml", test)
     first = tmp_path / "first"
     command = ["compare", "--tune", "--config", str(cfg), "--objectives", "lce"]
     assert main([*command, "--out", str(first)]) == 0
-    table = (first / "protocol.md").read_text().split("| lce |")[1].splitlines()[0]
-
-    def models(out):
-        return sorted(out.glob("*/*/*/model/model.safetensors"))
-
+    table = lce_row(first)
     for folder in ("tune", "final", "eval"):
         shutil.rmtree(first / folder)
     assert main([*command, "--out", str(first)]) == 0
-    assert models(first) == [] and (first / "protocol.md").read_text().split("| lce |")[1].splitlines()[0] == table
+    assert models(first) == [] and lce_row(first) == table
 
-    second = tmp_path / "second"
-    assert main([*command, "--out", str(second), "--records", str(first / "protocol.json")]) == 0
-    assert models(second) == [] and "| lce |" + table in (second / "protocol.md").read_text()
+    second = tmp_path / "second"  # interrupted where the test is read: the finals' records are carried
+    test.rename(tmp_path / "hidden.jsonl")
+    assert main([*command, "--out", str(second), "--records", str(first / "protocol.json")]) == 1
+    state = json.loads((second / "protocol.json").read_text())
+    assert len(state["objectives"]["lce"]["trials"]) == 2 and len(state["carried"]) == 2
+    (tmp_path / "hidden.jsonl").rename(test)
+    assert main([*command, "--out", str(second)]) == 0  # its own state alone is enough
+    assert models(second) == [] and lce_row(second) == table
 
     third = tmp_path / "third"  # another reader setting: every run is trained
     assert main([*command, "--out", str(third), "--records", str(first / "protocol.json"), "--reader.settings.text_maxlength=20"]) == 0
     assert len(models(third)) == 2 + 2
 
-    # the data is recorded by content: a copy elsewhere matches, changed content does not
-    from gumbel_rerank.training.records import record_differences
+    fourth = tmp_path / "fourth"  # other test questions: the trials are taken, the finals trained and judged on them
+    assert main([*command, "--out", str(fourth), "--records", str(first / "protocol.json"), "--compare.test_questions=6"]) == 0
+    assert [p.parent.parent.parent.name for p in models(fourth)] == ["lce", "lce"]
+    assert all(p.parent.parent.parent.parent.name == "final" for p in models(fourth))
+    assert json.loads((fourth / "protocol.json").read_text())["objectives"]["lce"]["finals"]["1"]["test"]["questions"] == 6
 
+
+def test_a_record_names_what_it_read_by_content(world, tmp_path):
+    """The data is recorded by content: a copy elsewhere matches, changed content does not; a
+    config key added after a record was made is read at its default."""
+    from gumbel_rerank.training.records import record_config, record_differences
+
+    cfg = protocol_config(world, tmp_path / "c.yaml", world.dev)
     run = load_config(CompareConfig, cfg)
     base = record_config(run)
-    moved = tmp_path / "moved.jsonl"
-    shutil.copy(world.train, moved)
-    run.data.train = str(moved)
+    for key in ("data.train", "data.dev", "reader.path", "reranker.path"):
+        assert base[key].startswith(("sha1:", "sha1-dir:")), key
+    moved = tmp_path / "moved"
+    shutil.copytree(world.reader, moved)
+    run.reader.path = str(moved)
     assert record_differences(base, record_config(run)) == []
-    moved.write_text("".join(moved.read_text().splitlines(keepends=True)[:-1]))
+    weights = next(moved.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    assert [d.split(":")[0] for d in record_differences(base, record_config(run))] == ["reader.path"]
+    run.reader.path = str(world.reader)
+    copy = tmp_path / "train.jsonl"
+    shutil.copy(world.train, copy)
+    run.data.train = str(copy)
+    assert record_differences(base, record_config(run)) == []
+    copy.write_text("".join(copy.read_text().splitlines(keepends=True)[:-1]))
     assert [d.split(":")[0] for d in record_differences(base, record_config(run))] == ["data.train"]
-    del base["reader.parallel_lm.block_template"]  # a key added after the record: read at its default
     run.data.train = str(world.train)
+    del base["reader.parallel_lm.block_template"]
     assert record_differences(base, record_config(run)) == []
+    base["optim.lr"] = 123.0
+    assert [d.split(":")[0] for d in record_differences(base, record_config(run))] == ["optim.lr"]
 
 
-def test_records_made_before_runs_carried_their_config_are_adopted_only_under_the_same_budget(world, tmp_path):
-    from gumbel_rerank.training.protocol import budget
+def test_records_made_before_runs_carried_their_config_are_adopted_only_for_the_same_experiment(world, tmp_path):
     from gumbel_rerank.training.records import load_records
 
     test = tmp_path / "test.jsonl"
@@ -265,26 +294,32 @@ def test_records_made_before_runs_carried_their_config_are_adopted_only_under_th
             state["test"]["lce"][seed] = final.pop("test")
     old = tmp_path / "old.json"
     old.write_text(json.dumps(state))
-
-    loaded = load_config(CompareConfig, cfg)
-    records = load_records([old], budget(loaded), loaded.tune_metric())
-    assert len(records.legacy) == 2 + 2 and records.keyed == []
-    other = load_config(CompareConfig, cfg, ["--tune.patience=2"])
-    assert load_records([old], budget(other), other.tune_metric()).legacy == {}
+    assert len(load_records([old]).entries) == 2 + 2
 
     adopted = tmp_path / "adopted"
     assert main([*command, "--out", str(adopted), "--records", str(old)]) == 0
-    assert sorted(adopted.glob("*/*/*/model/model.safetensors")) == []
+    assert models(adopted) == [] and lce_row(adopted) == lce_row(out)
     text = (adopted / "protocol.md").read_text()
-    assert "4 runs were taken from records made before runs recorded their config" in text
-    assert text.split("| lce |")[1].splitlines()[0] == (out / "protocol.md").read_text().split("| lce |")[1].splitlines()[0]
-    # adopted, they carry today's config: a later protocol matches them exactly
+    assert "4 of the 4 runs were taken from records" in text and "4 of them from states made before" in text
     again = json.loads((adopted / "protocol.json").read_text())
-    assert all(t.get("adopted") and "config" in t for t in again["objectives"]["lce"]["trials"])
+    trials = again["objectives"]["lce"]["trials"]
+    assert all("config" not in t and t["adopted"]["context"]["budget"] == state["budget"] for t in trials)
+    # adopted again from that state by a later call, with the same checks
+    later = tmp_path / "later"
+    assert main([*command, "--out", str(later), "--records", str(adopted / "protocol.json")]) == 0
+    assert models(later) == []
+
+    other_budget = tmp_path / "other-budget"  # a budget of its own: nothing adopted
+    assert main([*command, "--out", str(other_budget), "--records", str(old), "--tune.patience=2"]) == 0
+    assert len(models(other_budget)) == 2 + 2
+    other_test = tmp_path / "other-test"  # other test content (the other data setting): nothing adopted
+    test.write_text("".join(test.read_text().splitlines(keepends=True)[:-1]))
+    assert main([*command, "--out", str(other_test), "--records", str(old)]) == 0
+    assert len(models(other_test)) == 2 + 2
 
     with pytest.raises(ValueError, match="not a protocol.json"):
         (tmp_path / "bad.json").write_text('{"objectives": {"lce": {"trials": [{}]}}}')
-        load_records([tmp_path / "bad.json"], budget(loaded), loaded.tune_metric())
+        load_records([tmp_path / "bad.json"])
 
 
 def test_records_option_is_refused_without_tune_or_for_a_missing_file(world, tmp_path, capsys):

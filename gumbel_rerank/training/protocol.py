@@ -48,13 +48,21 @@ from gumbel_rerank.training.compare import (
     UNTRAINED,
     check_same_settings,
     evaluate_model,
+    file_digest,
     load_test_set,
     objective_run_config,
     run_labels,
 )
 from gumbel_rerank.training.compute import reader_flops
 from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig, TrainConfig
-from gumbel_rerank.training.records import Records, load_records, record_config
+from gumbel_rerank.training.records import (
+    Records,
+    RunQuery,
+    load_records,
+    record_config,
+    recorded_by,
+    test_identity,
+)
 from gumbel_rerank.training.run_card import write_run_card
 from gumbel_rerank.training.stages import stage_finished
 from gumbel_rerank.training.train_reranker import load_reader, run_train
@@ -107,38 +115,29 @@ def run_config(
     return from_dict(TrainConfig, data, where=f"tune run {folder}")
 
 
-def train_once(
-    train_cfg: TrainConfig,
-    what: str,
-    records: Records,
-    label: str,
-    settings: Mapping[str, Any],
-    final: bool = False,
-) -> dict[str, Any]:
-    """Train ``train_cfg`` unless its folder holds the finished run or ``records`` hold it
-    (its folder gone; a final run only with its test report); its selection, curve and the
-    config it was trained with (:func:`~.records.record_config`)."""
+def train_once(train_cfg: TrainConfig, what: str, records: Records, query: RunQuery) -> dict[str, Any]:
+    """The summary of ``query``'s run: taken from ``records`` (a final run: whenever they hold
+    its report on these test questions; a trial: when its folder holds no finished run), else
+    from its folder, trained first unless finished; with the config it was trained with and
+    what made it (:mod:`~.records`)."""
     folder = Path(train_cfg.run.output_dir)
     check_same_settings(folder, train_cfg)
-    config = record_config(train_cfg)
-    if stage_finished(folder, train_cfg.optim.max_steps):
+    finished = stage_finished(folder, train_cfg.optim.max_steps)
+    recorded = records.find(query) if query.test is not None or not finished else None
+    if recorded is not None:
+        how = " (adopted: made before runs recorded their config)" if "adopted" in recorded else ""
+        print(f"[tune] {what}: recorded in {', '.join(records.sources)}{how}, not trained again", flush=True)
+        return {**recorded, "from_record": True}
+    if finished:
         print(f"[tune] {what}: finished earlier, not trained again", flush=True)
     else:
-        recorded = records.find(config, label, settings, train_cfg.run.seed, need_test=final)
-        if recorded is not None:
-            how = " (adopted: made before runs recorded their config; matched by settings, seed and budget)"
-            print(
-                f"[tune] {what}: recorded in {', '.join(records.sources)}{how if recorded.get('adopted') else ''}, "
-                "not trained again",
-                flush=True,
-            )
-            return recorded
         print(f"[tune] {what}: training (at most {train_cfg.optim.max_steps} steps)", flush=True)
         run_train(train_cfg)
         if not stage_finished(folder, train_cfg.optim.max_steps):
             raise RuntimeError(f"{what} stopped before the end; run the same command again to resume")
         check_same_settings(folder, train_cfg)  # records the data it was trained on
-    return {**run_summary(folder, train_cfg.run.select_metric or ""), "config": config}
+    made_by = recorded_by(str(resolve_device(train_cfg.run.device)))
+    return {**run_summary(folder, train_cfg.run.select_metric or ""), "config": query.config, "recorded_by": made_by}
 
 
 def run_summary(folder: Path, metric: str) -> dict[str, Any]:
@@ -176,11 +175,14 @@ def run_protocol(
     objectives = dict(zip(labels, cfg.compare.objectives, strict=True))
     state: dict[str, Any] = {"metric": cfg.tune_metric(), "budget": budget(cfg), "objectives": {}}
     # read before this call rewrites it: the runs of an earlier call whose folders may be gone
-    records = load_records([out / "protocol.json", *cfg.tune.records], state["budget"], state["metric"])
+    records = load_records([out / "protocol.json", *cfg.tune.records])
+    # what a record without a config must share; the test file's bytes are hashed, no question read
+    context = json.loads(json.dumps({"budget": state["budget"], "metric": state["metric"], "test_content": file_digest(cfg.compare.test)}))
     for label, objective in objectives.items():
-        state["objectives"][label] = tune_objective(cfg, label, objective, out, state, records)
+        state["objectives"][label] = tune_objective(cfg, label, objective, out, state, (records, context))
     # every choice is made: the test questions are read from here on (a missing file stops here)
     test = load_test_set(cfg, groups)
+    identity = test_identity({"compare": {**test.settings, "test_content": file_digest(test.settings["test"])}})
     readers: list[Any] = []  # loaded at the first evaluation (none when every final is recorded)
     for seed in cfg.tune.seeds:  # seed by seed: a stop leaves whole seeds for every objective
         for label, objective in objectives.items():
@@ -188,7 +190,8 @@ def run_protocol(
             settings = record["trials"][record["chosen"]]["settings"]
             folder = out / "final" / label / f"seed-{seed}"
             train_cfg = run_config(cfg, objective, folder, settings, seed)
-            summary = train_once(train_cfg, f"{label} seed {seed}", records, label, settings, final=True)
+            query = run_query(cfg, train_cfg, label, objective, settings, context, identity)
+            summary = train_once(train_cfg, f"{label} seed {seed}", records, query)
             if "test" not in summary:  # evaluated once, now, so the record outlives the weights
                 readers = readers or [load_reader(cfg, resolve_device(cfg.run.device))]
                 directory = out / "eval" / label / f"seed-{seed}"
@@ -196,14 +199,36 @@ def run_protocol(
                     cfg, readers[0], test, folder / "model", directory, seed, metrics_log=folder / "metrics.jsonl"
                 )
             record["finals"][str(seed)] = summary
-            save_state(out, state)
+            save_state(out, state, records)
     readers = readers or [load_reader(cfg, resolve_device(cfg.run.device))]
     untrained = evaluate_model(cfg, readers[0], test, Path(cfg.reranker.path), out / "eval" / "untrained", cfg.run.seed, head_seed=cfg.run.seed)
     state["test"] = {UNTRAINED: untrained}
     state["seconds"] = round(time.monotonic() - started, 1)
-    save_state(out, state)
+    save_state(out, state, records)
     write_protocol_report(cfg, state, out, header)
     return state
+
+
+def run_query(
+    cfg: CompareConfig,
+    train_cfg: TrainConfig,
+    label: str,
+    objective: ObjectiveConfig,
+    settings: Mapping[str, Any],
+    context: Mapping[str, Any],
+    test: Mapping[str, Any] | None = None,
+) -> RunQuery:
+    """What records of the run ``train_cfg`` are matched by (``test``: a final's test questions)."""
+    return RunQuery(
+        config=record_config(train_cfg),
+        label=label,
+        name=objective.name,
+        space=json.loads(json.dumps(search_space(cfg, objective))),
+        settings=json.loads(json.dumps(dict(settings))),
+        seed=train_cfg.run.seed,
+        test=None if test is None else dict(test),
+        context=dict(context),
+    )
 
 
 #: What a search space may set: the objective's settings and the optimizer's learning-rate
@@ -249,7 +274,12 @@ def budget(cfg: CompareConfig) -> dict[str, Any]:
 
 
 def tune_objective(
-    cfg: CompareConfig, label: str, objective: ObjectiveConfig, out: Path, state: dict, records: Records
+    cfg: CompareConfig,
+    label: str,
+    objective: ObjectiveConfig,
+    out: Path,
+    state: dict,
+    recorded: tuple[Records, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """Train every trial of ``label`` (resumable); the record with the chosen trial's index."""
     record: dict[str, Any] = {"name": objective.name, "space": search_space(cfg, objective), "trials": [], "finals": {}}
@@ -257,19 +287,21 @@ def tune_objective(
     for index, settings in enumerate(draw_trials(cfg, label, objective)):
         folder = out / "tune" / label / f"trial-{index}"
         what = f"{label} trial {index + 1}/{cfg.tune.trials} {settings}"
-        summary = train_once(run_config(cfg, objective, folder, settings, cfg.run.seed), what, records, label, settings)
+        train_cfg = run_config(cfg, objective, folder, settings, cfg.run.seed)
+        summary = train_once(train_cfg, what, recorded[0], run_query(cfg, train_cfg, label, objective, settings, recorded[1]))
         record["trials"].append({"settings": settings, **summary})
-        save_state(out, state)
+        save_state(out, state, recorded[0])
     # the first of equal bests; a trial whose every evaluation was NaN (best_dev None) loses
     values = [t["best_dev"] if t["best_dev"] is not None else float("-inf") for t in record["trials"]]
     record["chosen"] = values.index(max(values))
-    save_state(out, state)  # the choice is on record before anything reads the test questions
+    save_state(out, state, recorded[0])  # the choice is on record before anything reads the test questions
     return record
 
 
-def save_state(out: Path, state: Mapping[str, Any]) -> None:
-    """``protocol.json``, rewritten whole (atomically) after every run."""
-    write_atomic(out / "protocol.json", json.dumps(state, indent=1, default=str) + "\n")
+def save_state(out: Path, state: Mapping[str, Any], records: Records) -> None:
+    """``protocol.json``, rewritten whole (atomically) after every run, with the records this
+    call was given and has not reached yet (``carried``: an interruption loses none)."""
+    write_atomic(out / "protocol.json", json.dumps({**state, "carried": records.carried()}, indent=1, default=str) + "\n")
 
 
 # -- the report ---------------------------------------------------------------------------
@@ -411,6 +443,28 @@ def plot_curves(state: Mapping[str, Any], path: Path) -> None:
     write_atomic(path, png_bytes(figure))
 
 
+def provenance_note(state: Mapping[str, Any]) -> str:
+    """What the report must say about runs it did not train here: how many were taken from
+    records (earlier calls, sessions or machines), how many of those were adopted from states
+    made before runs recorded their config, and the devices the runs were made on when they
+    differ (the seconds columns then mix machines)."""
+    runs = [r for rec in state["objectives"].values() for r in [*rec["trials"], *rec["finals"].values()]]
+    taken = sum(bool(r.get("from_record")) for r in runs)
+    adopted = sum("adopted" in r for r in runs)
+    devices = sorted({r["recorded_by"]["device"] for r in runs if "recorded_by" in r})
+    parts = []
+    if taken:
+        parts.append(f"{taken} of the {len(runs)} runs were taken from records of earlier calls (their folders gone; training.records)")
+    if adopted:
+        parts.append(
+            f"{adopted} of them from states made before runs recorded their config, matched by objective, settings, "
+            "seed, budget, dev metric and test file content"
+        )
+    if len(devices) > 1 or (devices and adopted):
+        parts.append(f"runs were made on {', '.join(devices)}{' and earlier unrecorded devices' if adopted else ''}: the seconds columns may mix machines")
+    return "".join(f" {p[0].upper()}{p[1:]}." for p in parts)
+
+
 def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Path, header: str = "") -> str:
     """``protocol.md`` (both tables, the budget, how rows were chosen) and ``curves.png``."""
     quality = result_rows(cfg, state)
@@ -432,12 +486,7 @@ def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Pat
         f"{b['eval_every']} steps, stopped after {b['patience']} evaluations without improvement, the "
         "best dev point kept."
     )
-    adopted = sum(r.get("adopted", False) for rec in state["objectives"].values() for r in [*rec["trials"], *rec["finals"].values()])
-    if adopted:
-        note += (
-            f" {adopted} runs were taken from records made before runs recorded their config: matched by "
-            "objective, settings, seed and budget (training.records)."
-        )
+    note += provenance_note(state)
     text = "\n\n".join(
         part
         for part in (

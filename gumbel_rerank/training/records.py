@@ -4,32 +4,41 @@ A protocol is hours of training; its run folders (checkpoints, weights) are larg
 on one machine, while ``protocol.json`` is small and can be committed or copied. Each run the
 protocol finishes is recorded there with the configuration it was trained with
 (:func:`record_config`: every key of its run config, the files it read as content digests,
-not paths). A later protocol that would train the same run (same objective, settings, seed,
-budget, data, reader and reranker start) takes the record instead of training again when the
-folder is gone: from its own ``protocol.json`` or from ``tune.records`` (e.g. the committed
-state of an earlier session, or a part of the protocol run on another machine).
+not paths), and each final run with its test report. A later protocol that would train the
+same run (same objective, settings, seed, budget, data, reader and reranker start) takes the
+record instead of training again when the folder is gone: from its own ``protocol.json`` or
+from ``tune.records`` (e.g. the committed state of an earlier session, or a part of the
+protocol run on another machine). A final run's record is taken only when its test report is
+of the same test questions (content, count, cut-offs, groups).
 
 Matching follows the run-folder rule of :func:`~.compare.check_same_settings`: a key added
 to the config after a record was made is read at its default (the project keeps a new key's
 default at the old behaviour), every other difference refuses the record.
 
-Records made before run configs were recorded (no ``config``) are matched by objective label,
-settings and seed, and only from a ``protocol.json`` whose budget and dev metric equal this
-protocol's; each such record is marked ``adopted`` and the report counts them.
+Records made before run configs were recorded (no ``config``) are adopted only from a state
+whose budget and dev metric equal this protocol's and whose test file had the same content
+(which tells the demo's data settings apart), for the same objective (name and search space),
+settings and seed. An adopted record keeps what it was matched by (``adopted``), never a
+config it was not trained with, so every later protocol checks it the same way, and the
+report counts such runs.
+
+Every state also carries the records it was given but has not reached again (``carried``),
+so an interrupted call that rewrites ``protocol.json`` loses none of them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from gumbel_rerank import __version__
 from gumbel_rerank.config import config_differences, to_dict
-from gumbel_rerank.training.compare import RESUMABLE_KEYS, file_digest
+from gumbel_rerank.training.compare import RESUMABLE_KEYS, UNTRAINED, file_digest
 from gumbel_rerank.training.config import TrainConfig
 
 #: Run-config keys that name a file or folder: a record keeps what was read there (its
@@ -42,7 +51,11 @@ PATH_KEYS = (
     "reader.base_config",
     "reranker.path",
     "run.deepspeed",
+    "objective.settings.teacher_run",
 )
+
+#: What identifies the test questions a report was computed on (its ``compare`` section).
+TEST_KEYS = ("test_content", "questions", "ks", "k", "groups")
 
 
 @lru_cache(maxsize=64)
@@ -58,8 +71,8 @@ def _digest(path: str, signature: str) -> str:
 
 def path_digest(path: str) -> str:
     """``sha1:<hex>`` of a file's content, ``sha1-dir:<hex>`` of a folder's (every file's
-    relative name and content), or ``missing:<path>``. Cached per path while no file in it
-    changes (size and modification time)."""
+    relative name and content), or ``missing:<path>`` (e.g. a hub id: compared by name).
+    Cached per path while no file in it changes (size and modification time)."""
     target = Path(path)
     if not target.exists():
         return f"missing:{path}"
@@ -91,6 +104,11 @@ def record_config(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(flat))
 
 
+def recorded_by(device: str) -> dict[str, str]:
+    """Which code and device made a run (kept with its record, shown when runs mix)."""
+    return {"gumbel_rerank": __version__, "device": device}
+
+
 @lru_cache(maxsize=1)
 def _defaults() -> dict[str, Any]:
     return json.loads(json.dumps(flatten(to_dict(TrainConfig()))))
@@ -104,58 +122,131 @@ def record_differences(recorded: Mapping[str, Any], current: Mapping[str, Any]) 
     return config_differences(dict(old), dict(current))
 
 
+def test_identity(report: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The :data:`TEST_KEYS` of a test report's ``compare`` section (None without one)."""
+    section = (report or {}).get("compare")
+    return {k: section.get(k) for k in TEST_KEYS} if isinstance(section, Mapping) else None
+
+
+@dataclass
+class RunQuery:
+    """A run the protocol is about to train, as records are matched against it.
+
+    Attributes:
+        config: :func:`record_config` of its run config.
+        label: the objective's label in ``compare.objectives``; ``name``: its registry name;
+            ``space``: its search space (dotted key -> values, JSON-normalised).
+        settings: the trial's settings; ``seed``: the run's seed.
+        test: for a final run, :func:`test_identity` of the test questions it will be judged
+            on (a record without a report of those is of no use: its weights may be gone);
+            None for a trial.
+        context: budget, dev metric and the test file's digest: what a record without a config
+            must share to be adopted.
+    """
+
+    config: dict[str, Any]
+    label: str
+    name: str
+    space: dict[str, Any]
+    settings: dict[str, Any]
+    seed: int
+    test: dict[str, Any] | None
+    context: dict[str, Any]
+
+
 @dataclass
 class Records:
     """Finished runs a protocol may take instead of training (module docstring).
 
     Attributes:
-        keyed: run summaries that carry their ``config``.
-        legacy: (label, settings as sorted JSON, seed) -> summary, for records without a
-            config from states whose budget and metric equal this protocol's.
+        entries: ``{"summary": ...}`` for runs with a config; for the others also what they
+            are matched by (``label``, ``name``, ``space``, ``settings``, ``seed``,
+            ``context``).
         sources: the files read, for messages.
     """
 
-    keyed: list[dict[str, Any]] = field(default_factory=list)
-    legacy: dict[tuple[str, str, int], dict[str, Any]] = field(default_factory=dict)
+    entries: list[dict[str, Any]] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    _taken: set[int] = field(default_factory=set)
 
-    def find(
-        self, config: Mapping[str, Any], label: str, settings: Mapping[str, Any], seed: int, need_test: bool = False
-    ) -> dict[str, Any] | None:
-        """The record of the run ``config`` (a copy, marked ``adopted`` when matched by
-        label, settings and seed), or None. ``need_test``: only a record with its test report
-        (a final run's weights are gone with its folder, so one never evaluated is of no use)."""
-        for summary in self.keyed:
-            if (not need_test or "test" in summary) and not record_differences(summary["config"], config):
-                return dict(summary)
-        legacy = self.legacy.get((label, json.dumps(dict(settings), sort_keys=True), seed))
-        if legacy is None or (need_test and "test" not in legacy):
-            return None
-        return {**legacy, "config": dict(config), "adopted": True}
+    def add(self, entry: dict[str, Any]) -> None:
+        """Add ``entry`` unless an equal one is there."""
+        if entry not in self.entries:
+            self.entries.append(entry)
+
+    def find(self, query: RunQuery) -> dict[str, Any] | None:
+        """The summary of a record of ``query``'s run (a copy, "adopted" for a record without a
+        config), or None. A trial's copy drops any test report (a final taken as a trial)."""
+        for index, entry in enumerate(self.entries):
+            summary = entry["summary"]
+            if query.test is not None and test_identity(summary.get("test")) != query.test:
+                continue
+            if "config" in summary:
+                if record_differences(summary["config"], query.config):
+                    continue
+            elif not _same_run(entry, query):
+                continue
+            self._taken.add(index)
+            found = json.loads(json.dumps(summary))
+            if "config" not in found:
+                found["adopted"] = {k: entry[k] for k in ("label", "name", "space", "settings", "seed", "context")}
+            if query.test is None:
+                found.pop("test", None)
+            return found
+        return None
+
+    def carried(self) -> list[dict[str, Any]]:
+        """The records not taken by this call: kept in the state it writes."""
+        return [e for i, e in enumerate(self.entries) if i not in self._taken]
 
 
-def state_runs(state: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any], int, dict[str, Any]]]:
-    """(label, settings, seed, summary) of every run a ``protocol.json`` state records; a
-    final's test report (kept beside it by states made before finals carried it) joined in."""
-    runs = []
-    tuning_seed = state.get("budget", {}).get("tuning_seed")
+def _same_run(entry: Mapping[str, Any], query: RunQuery) -> bool:
+    """A record without a config matches only the same objective, settings, seed, budget,
+    metric and test file content (the last unknown: no match)."""
+    if not entry["context"].get("test_content") or entry["context"] != query.context:
+        return False
+    return all(entry[k] == getattr(query, k) for k in ("label", "name", "space", "settings", "seed"))
+
+
+def state_entries(state: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    """The record entries of a ``protocol.json`` state: every trial and final run (a final's
+    test report kept beside it by states made before finals carried it joined in), then the
+    state's ``carried`` records."""
+    budget = state.get("budget") or {}
+    untrained = state.get("test", {}).get(UNTRAINED) or {}
+    context = {
+        "budget": budget,
+        "metric": state.get("metric"),
+        "test_content": (untrained.get("compare") or {}).get("test_content"),
+    }
     old_tests = state.get("test", {})
     for label, record in state.get("objectives", {}).items():
-        for trial in record.get("trials", []):
-            settings = trial["settings"]
-            runs.append((label, settings, tuning_seed, {k: v for k, v in trial.items() if k != "settings"}))
-        if "chosen" not in record:
-            continue
-        chosen = record["trials"][record["chosen"]]["settings"]
-        for seed, final in record.get("finals", {}).items():
-            summary = dict(final)
-            if "test" not in summary and seed in old_tests.get(label, {}):
-                summary["test"] = old_tests[label][seed]
-            runs.append((label, chosen, int(seed), summary))
-    return runs
+        runs = [(t["settings"], budget.get("tuning_seed"), t, None) for t in record.get("trials", [])]
+        if "chosen" in record:
+            chosen = record["trials"][record["chosen"]]["settings"]
+            runs += [(chosen, int(seed), final, old_tests.get(label, {}).get(seed)) for seed, final in record.get("finals", {}).items()]
+        for settings, seed, run, old_test in runs:
+            summary = {k: v for k, v in run.items() if k != "settings"}
+            if "test" not in summary and old_test is not None:
+                summary["test"] = old_test
+            if "config" in summary:
+                yield {"summary": summary}
+            elif "adopted" in summary:  # keeps what it was adopted by
+                yield {**summary["adopted"], "summary": {k: v for k, v in summary.items() if k != "adopted"}}
+            else:
+                yield {
+                    "label": label,
+                    "name": record.get("name"),
+                    "space": record.get("space"),
+                    "settings": settings,
+                    "seed": seed,
+                    "context": context,
+                    "summary": summary,
+                }
+    yield from state.get("carried", [])
 
 
-def load_records(paths: Sequence[str | Path], budget: Mapping[str, Any], metric: str) -> Records:
+def load_records(paths: Sequence[str | Path]) -> Records:
     """The records of the ``protocol.json`` files at ``paths`` (missing files skipped: a
     protocol's own state does not exist on its first call). A file that is not a protocol
     state is a ValueError naming it."""
@@ -165,15 +256,13 @@ def load_records(paths: Sequence[str | Path], budget: Mapping[str, Any], metric:
         if not path.is_file():
             continue
         try:
-            state = json.loads(path.read_text())
-            runs = state_runs(state)
+            entries = list(state_entries(json.loads(path.read_text())))
+            for entry in entries:
+                if not isinstance(entry.get("summary"), dict):
+                    raise TypeError("a run without a summary")
         except (ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: not a protocol.json of `compare --tune` ({err})") from err
+            raise ValueError(f"{path}: not a protocol.json of `compare --tune` ({err!r})") from err
         records.sources.append(str(path))
-        same_budget = state.get("budget") == json.loads(json.dumps(dict(budget))) and state.get("metric") == metric
-        for label, settings, seed, summary in runs:
-            if "config" in summary:
-                records.keyed.append(summary)
-            elif same_budget and seed is not None:
-                records.legacy.setdefault((label, json.dumps(dict(settings), sort_keys=True), int(seed)), summary)
+        for entry in entries:
+            records.add(entry)
     return records
