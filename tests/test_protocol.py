@@ -98,6 +98,9 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
     assert all("test" in final for r in state["objectives"].values() for final in r["finals"].values())
     text = (out / "protocol.md").read_text()
     assert "| lce |" in text and "±" in text and "of 2 trials" in text and (out / "curves.png").stat().st_size > 0
+    chosen = state["objectives"]["loop"]["chosen"]
+    trial_cells = text.split("Every tuning trial")[1].split("| loop |")[1].splitlines()[0].split(" | ")
+    assert trial_cells[chosen].strip(" |").startswith("**") and "tau_target=" in trial_cells[0]
     reports = {p: p.stat().st_mtime_ns for p in out.glob("eval/**/report.json")}
     assert len(reports) == 1 + 3 * 2
     assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
@@ -329,3 +332,28 @@ def test_records_option_is_refused_without_tune_or_for_a_missing_file(world, tmp
     with pytest.raises(SystemExit):
         main(["compare", "--tune", "--records", str(tmp_path / "none.json")])
     assert "no such file" in capsys.readouterr().err
+
+
+def test_the_trial_table_script_prints_every_trial_of_every_setting(tmp_path):
+    """benchmarks/protocol_trials.py: rows per objective and setting, the chosen trial in bold,
+    an unfinished objective's missing trials as dashes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def state(values, chosen):
+        trials = [{"settings": {"optim.lr": 10.0**-i}, "best_dev": v, "best_step": 50 * (i + 1)} for i, v in enumerate(values)]
+        record = {"trials": trials, "finals": {}, **({"chosen": chosen} if chosen is not None else {})}
+        return {"metric": "AllGold@2", "budget": {"trials": 3}, "objectives": {"loop": record, "lce": {"trials": trials[:1], "finals": {}}}}
+
+    (tmp_path / "a.json").write_text(json.dumps(state([0.5, 0.25, 0.75], 2)))
+    (tmp_path / "b.json").write_text(json.dumps(state([0.5, None, 0.1], 0)))
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "benchmarks/protocol_trials.py", f"a={tmp_path / 'a.json'}", f"b={tmp_path / 'b.json'}"],
+        cwd=root, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| loop, a", "| loop, b", "| lce, a", "| lce, b"]
+    assert "**0.750** at step 150 (lr=0.01)" in lines[2] and "**0.500** at step 50 (lr=1.0)" in lines[3]
+    assert "NaN at step 100" in lines[3] and lines[4].endswith("| – | – |")

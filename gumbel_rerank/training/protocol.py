@@ -443,6 +443,22 @@ def plot_curves(state: Mapping[str, Any], path: Path) -> None:
     write_atomic(path, png_bytes(figure))
 
 
+def trial_rows(state: Mapping[str, Any], suffix: str = "") -> dict[str, dict[str, str]]:
+    """Every tuning trial's best dev metric, the step it was reached at and its settings, per
+    objective (row label + ``suffix``); the chosen trial in bold, once every trial is done."""
+    rows: dict[str, dict[str, str]] = {}
+    for label, record in state["objectives"].items():
+        row = {}
+        for index, trial in enumerate(record["trials"]):
+            value = "NaN" if trial["best_dev"] is None else f"{trial['best_dev']:.3f}"
+            settings = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in trial["settings"].items())
+            step = f" at step {trial['best_step']}" if trial.get("best_step") is not None else ""
+            row[f"trial {index + 1}"] = f"**{value}**" if record.get("chosen") == index else value
+            row[f"trial {index + 1}"] += f"{step} ({settings})"
+        rows[label + suffix] = row
+    return rows
+
+
 def provenance_note(state: Mapping[str, Any]) -> str:
     """What the report must say about runs it did not train here: how many were taken from
     records (earlier calls, sessions or machines), how many of those were adopted from states
@@ -469,6 +485,7 @@ def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Pat
     """``protocol.md`` (both tables, the budget, how rows were chosen) and ``curves.png``."""
     quality = result_rows(cfg, state)
     compute = compute_rows(cfg, state)
+    trials = trial_rows(state)
     for label, record in state["objectives"].items():  # every final model's card: its test numbers and row
         for seed, final in record["finals"].items():
             folder = out / "final" / label / f"seed-{seed}"
@@ -497,6 +514,9 @@ def write_protocol_report(cfg: CompareConfig, state: Mapping[str, Any], out: Pat
             "Compute (means over the final runs; reader FLOPs per training question at FiD sizes "
             "from the declared reader work, backward = one forward through the frozen reader):",
             markdown_table(compute, list(next(iter(compute.values()))), label="objective"),
+            f"Every tuning trial (seed {b['tuning_seed']}; best dev {state['metric']}, the step it was reached at, "
+            "the settings; the chosen one in bold):",
+            markdown_table(trials, [f"trial {i + 1}" for i in range(b["trials"])], label="objective"),
             "Dev learning curves: curves.png.",
         )
         if part
