@@ -14,6 +14,7 @@ from gumbel_rerank.cli import main
 from gumbel_rerank.config import ConfigError, load_config
 from gumbel_rerank.training.config import CompareConfig
 from gumbel_rerank.training.protocol import draw_trials, run_labels
+from gumbel_rerank.training.records import code_commit
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +87,7 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
             saved = yaml.safe_load((out / "tune" / label / f"trial-{index}" / "config.yaml").read_text())
             assert saved["run"]["select_metric"] == "AllGold@2" and "compare" not in saved
             assert trial["config"]["run.seed"] == 0 and trial["config"]["objective.name"] == label
+            assert trial["recorded_by"]["device"] == "cpu" and trial["recorded_by"]["commit"] == code_commit()
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}
     assert len(stamps) == 3 * 2
 
@@ -304,6 +306,7 @@ def test_records_made_before_runs_carried_their_config_are_adopted_only_for_the_
     assert models(adopted) == [] and lce_row(adopted) == lce_row(out)
     text = (adopted / "protocol.md").read_text()
     assert "4 of the 4 runs were taken from records" in text and "4 of them from states made before" in text
+    assert "by unrecorded earlier code" in text
     again = json.loads((adopted / "protocol.json").read_text())
     trials = again["objectives"]["lce"]["trials"]
     assert all("config" not in t and t["adopted"]["context"]["budget"] == state["budget"] for t in trials)
@@ -357,3 +360,14 @@ def test_the_trial_table_script_prints_every_trial_of_every_setting(tmp_path):
     assert [line.split(" | ")[0] for line in lines[2:]] == ["| loop, a", "| loop, b", "| lce, a", "| lce, b"]
     assert "**0.750** at step 150 (lr=0.01)" in lines[2] and "**0.500** at step 50 (lr=1.0)" in lines[3]
     assert "NaN at step 100" in lines[3] and lines[4].endswith("| – | – |")
+
+
+def test_the_code_commit_names_this_checkout():
+    import re
+    from pathlib import Path
+
+    commit = code_commit()
+    if (Path(__file__).resolve().parents[1] / ".git").exists():
+        assert commit is not None and re.fullmatch(r"[0-9a-f]{12}(\+dirty)?", commit)
+    else:  # an installed copy outside a git checkout records no commit
+        assert commit is None

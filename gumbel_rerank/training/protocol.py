@@ -468,6 +468,7 @@ def provenance_note(state: Mapping[str, Any]) -> str:
     taken = sum(bool(r.get("from_record")) for r in runs)
     adopted = sum("adopted" in r for r in runs)
     devices = sorted({r["recorded_by"]["device"] for r in runs if "recorded_by" in r})
+    commits = sorted({str(r["recorded_by"].get("commit")) for r in runs if "recorded_by" in r})
     parts = []
     if taken:
         parts.append(f"{taken} of the {len(runs)} runs were taken from records of earlier calls (their folders gone; training.records)")
@@ -478,6 +479,11 @@ def provenance_note(state: Mapping[str, Any]) -> str:
         )
     if len(devices) > 1 or (devices and adopted):
         parts.append(f"runs were made on {', '.join(devices)}{' and earlier unrecorded devices' if adopted else ''}: the seconds columns may mix machines")
+    if len(commits) > 1 or (commits and adopted):
+        parts.append(
+            f"runs were made by code at commits {', '.join(commits)}{' and by unrecorded earlier code' if adopted else ''} "
+            "(benchmarks/protocol_repro.py retrains a record's first dev point to check it)"
+        )
     return "".join(f" {p[0].upper()}{p[1:]}." for p in parts)
 
 

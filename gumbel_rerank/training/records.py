@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -104,9 +105,29 @@ def record_config(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(flat))
 
 
-def recorded_by(device: str) -> dict[str, str]:
-    """Which code and device made a run (kept with its record, shown when runs mix)."""
-    return {"gumbel_rerank": __version__, "device": device}
+@lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The git commit of this package's checkout (``+dirty`` when its files differ from it),
+    or None outside a git checkout: which code made a run, finer than the version number."""
+    package = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+def recorded_by(device: str) -> dict[str, str | None]:
+    """Which code (version, git commit) and device made a run (kept with its record; the
+    report says when the runs of one table mix them)."""
+    return {"gumbel_rerank": __version__, "commit": code_commit(), "device": device}
 
 
 @lru_cache(maxsize=1)
