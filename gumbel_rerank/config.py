@@ -208,21 +208,27 @@ def save_config(config: Any, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
+def flatten(data: Any, prefix: str = "", keep_empty: bool = True) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; an empty mapping is a value of its own unless
+    ``keep_empty`` is False (then it contributes no key)."""
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    out: dict[str, Any] = {}
+    for key, item in data.items():
+        if isinstance(item, dict) and (item or not keep_empty):
+            out.update(flatten(item, f"{prefix}{key}.", keep_empty))
+        else:
+            out[f"{prefix}{key}"] = item
+    return out
+
+
 def config_differences(old: Any, new: Any, ignore: tuple[str, ...] = ()) -> list[str]:
     """``["key: old -> new", ...]`` for every dotted key whose value differs between two
     configs (dataclasses or plain nested dicts), keys in ``ignore`` (dotted) left out. Used to
     refuse reusing a run folder that was made with other settings."""
 
-    def flat(value: Any, prefix: str = "") -> dict[str, Any]:
-        if isinstance(value, dict):
-            out: dict[str, Any] = {}
-            for key, item in value.items():
-                out.update(flat(item, f"{prefix}{key}."))
-            return out
-        return {prefix[:-1]: value}
-
-    before = flat(old if isinstance(old, dict) else to_dict(old))
-    after = flat(new if isinstance(new, dict) else to_dict(new))
+    before = flatten(old if isinstance(old, dict) else to_dict(old), keep_empty=False)
+    after = flatten(new if isinstance(new, dict) else to_dict(new), keep_empty=False)
     keys = sorted(set(before) | set(after))
     return [
         f"{key}: {before.get(key, '<absent>')!r} -> {after.get(key, '<absent>')!r}"

@@ -211,17 +211,23 @@ def models(out):
     return sorted(out.glob("*/*/*/model/model.safetensors"))
 
 
+def run_lce_protocol(world, tmp_path, out):
+    """The protocol on LCE alone into ``out``; its test file and command (without --out)."""
+    test = tmp_path / "test.jsonl"
+    shutil.copy(world.dev, test)
+    cfg = protocol_config(world, tmp_path / "c.yaml", test)
+    command = ["compare", "--tune", "--config", str(cfg), "--objectives", "lce"]
+    assert main([*command, "--out", str(out)]) == 0
+    return test, cfg, command
+
+
 def test_finished_runs_outlive_their_folders_as_records_and_only_an_exact_match_is_taken(world, tmp_path):
     """A protocol whose run folders are gone takes its runs from protocol.json (its own, or
     --records of another) instead of training; the table is the same. A run under other
     settings is trained; a final run judged on other test questions is trained again; an
     interrupted call keeps the records it has not reached in the state it writes."""
-    test = tmp_path / "test.jsonl"
-    shutil.copy(world.dev, test)
-    cfg = protocol_config(world, tmp_path / "c.yaml", test)
     first = tmp_path / "first"
-    command = ["compare", "--tune", "--config", str(cfg), "--objectives", "lce"]
-    assert main([*command, "--out", str(first)]) == 0
+    test, _, command = run_lce_protocol(world, tmp_path, first)
     table = lce_row(first)
     for folder in ("tune", "final", "eval"):
         shutil.rmtree(first / folder)
@@ -282,12 +288,8 @@ def test_a_record_names_what_it_read_by_content(world, tmp_path):
 def test_records_made_before_runs_carried_their_config_are_adopted_only_for_the_same_experiment(world, tmp_path):
     from gumbel_rerank.training.records import load_records
 
-    test = tmp_path / "test.jsonl"
-    shutil.copy(world.dev, test)
-    cfg = protocol_config(world, tmp_path / "c.yaml", test)
     out = tmp_path / "out"
-    command = ["compare", "--tune", "--config", str(cfg), "--objectives", "lce"]
-    assert main([*command, "--out", str(out)]) == 0
+    test, cfg, command = run_lce_protocol(world, tmp_path, out)
     state = json.loads((out / "protocol.json").read_text())
     # the format of earlier sessions: no config per run, finals' test reports beside them
     state["test"]["lce"] = {}

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from gumbel_rerank import __version__
-from gumbel_rerank.config import config_differences, to_dict
+from gumbel_rerank.config import config_differences, flatten, to_dict
 from gumbel_rerank.training.compare import RESUMABLE_KEYS, UNTRAINED, file_digest
 from gumbel_rerank.training.config import TrainConfig
 
@@ -80,17 +80,6 @@ def path_digest(path: str) -> str:
     files = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
     signature = json.dumps([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
     return _digest(str(target.resolve()), signature)
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def record_config(cfg: TrainConfig) -> dict[str, Any]:
