@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -27,9 +28,18 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_process_zero2_matches_one_process(tmp_path):
     world = build_world(tmp_path / "world")
-    # one process, plain torch: 2 accumulation steps of 4 questions = global batch 8
+    # one process, plain torch: 2 accumulation steps of 4 questions = global batch 8.
+    # torchrun starts its workers with OMP_NUM_THREADS=1; a GEMM at another thread count sums in
+    # another order, and Adam turns that float noise into whole steps on the parameters whose
+    # true gradient is zero (classifier and key biases: softmax ignores a shared shift), so the
+    # single process runs at the workers' thread count too (docs/bugs-and-fixes.md).
     single = tmp_path / "single"
-    assert main(["train", *world.overrides(single), "--optim.grad_accum=2"]) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train", *world.overrides(single), "--optim.grad_accum=2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     # two processes, DeepSpeed ZeRO-2 over gloo: 1 step of 4 questions each = global batch 8
     double = tmp_path / "double"
     cmd = [
@@ -37,20 +47,22 @@ def test_two_process_zero2_matches_one_process(tmp_path):
         "-m", "gumbel_rerank", "train", *world.overrides(double),
         f"--run.deepspeed={ROOT / 'configs' / 'deepspeed' / 'zero2.json'}",
     ]  # fmt: skip
-    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     a = load_file(str(single / "model" / "model.safetensors"))
     b = load_file(str(double / "model" / "model.safetensors"))
     start = load_file(str(world.reranker / "model.safetensors"))
     moved = max((a[k] - start[k]).abs().max().item() for k in a)
-    differ = max((a[k] - b[k]).abs().max().item() for k in a)
     assert moved > 1e-3  # training did something
-    assert differ < 0.05 * moved, (differ, moved)  # float32 reduction order only
+    # averaging two ranks' gradients equals accumulating two halves (halving is exact), so the
+    # weights agree to float32 rounding; a rank's gradient left out or counted twice moves them
+    # by about lr (Adam hides a global scale error; the logged losses below check the scale)
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], msg=lambda m, k=k: f"{k}: {m}")
     # both ranks logged the same global-batch loss the single process saw
     single_loss = [line for line in (single / "metrics.jsonl").read_text().splitlines()]
     double_loss = [line for line in (double / "metrics.jsonl").read_text().splitlines()]
-    import json
-
     for x, y in zip(single_loss, double_loss, strict=True):
         torch.testing.assert_close(json.loads(x)["loss"], json.loads(y)["loss"], rtol=1e-4, atol=1e-5)
     # the DeepSpeed checkpoint holds each rank's RNG and the engine state for resume
