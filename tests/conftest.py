@@ -12,3 +12,21 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import deprecation_guard  # noqa: E402
 
 deprecation_guard.install()
+
+# Under pytest-xdist (the README's command runs one worker per core) every worker is its own
+# torch process: at torch's default of one thread per core, two workers would run four threads
+# on two cores and slow each other several-fold. One thread per worker, and per child process
+# a test starts (the environment is inherited).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch  # noqa: E402
+
+    torch.set_num_threads(1)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject's addopts): one worker per core, at most 4 (each holds its own
+    models; more would trade memory for little on a suite whose longest file runs minutes)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(4, cores or 1)

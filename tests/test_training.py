@@ -15,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from small_disk import run_on_a_small_disk
-from tiny_world import build_world
+from tiny_world import assert_trained_alike, build_world
 
 from gumbel_rerank.cli import main
 from gumbel_rerank.training.loop import GlobalBatchSampler
@@ -187,10 +187,9 @@ def test_zero3_with_accumulation_matches_plain_torch(world, tmp_path):
     torch_run, zero3_run = tmp_path / "torch", tmp_path / "zero3"
     run_cli(["train", *world.overrides(torch_run), "--optim.grad_accum=2"], "torch")
     run_cli(["train", *world.overrides(zero3_run), "--optim.grad_accum=2"], "deepspeed-zero3")
-    a, b, start = model_weights(torch_run / "model"), model_weights(zero3_run / "model"), model_weights(world.reranker)
-    moved = max((a[k] - start[k]).abs().max().item() for k in a)
-    differ = max((a[k] - b[k]).abs().max().item() for k in a)
-    assert moved > 1e-3 and differ < 0.05 * moved, (differ, moved)
+    # ZeRO-3 sums in its own (flat, partitioned) order: equal up to rounding, and not at all on
+    # the tensors whose gradient is rounding noise (tiny_world.LOSS_INVARIANT)
+    assert_trained_alike(model_weights(zero3_run / "model"), model_weights(torch_run / "model"), model_weights(world.reranker))
 
 
 def test_resume_may_split_the_same_global_batch_differently(world, tmp_path):
