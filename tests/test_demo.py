@@ -112,6 +112,7 @@ def _run(out, steps: int, test_questions: int, train_questions: int = 800) -> di
     return json.loads((out / "report" / "demo.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED_READER / "config.json").is_file(), reason="no shipped reader")
 def test_reduced_demo_g_rerank_finds_the_bridge_that_pdist_and_bm25_miss(tmp_path):
     result = _run(tmp_path / "demo", steps=60, test_questions=100)
@@ -140,6 +141,7 @@ def test_reduced_demo_g_rerank_finds_the_bridge_that_pdist_and_bm25_miss(tmp_pat
         assert folder in (out / "report" / "demo.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHIPPED_READER / "config.json").is_file(), reason="no shipped reader")
 def test_demo_is_deterministic_for_a_seed_and_a_rerun_resumes(tmp_path, capsys):
     first = _run(tmp_path / "a", steps=3, test_questions=20, train_questions=100)

@@ -443,6 +443,7 @@ def test_json_list_reader_across_small_chunks(tmp_path, monkeypatch):
     assert [line for line, _ in got] == [1, 3, 5, 7, 9] and [o for _, o in got] == records
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, reranker_dir):
     """`gumbel-rerank rerank` killed with SIGKILL at random moments, ten times, then run to the
     end: the output is byte-identical to an uninterrupted run (no duplicate, no missing record)."""
