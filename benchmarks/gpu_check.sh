@@ -51,7 +51,7 @@ if [[ $mode == full ]]; then
     for run in base:20:ds large:20:ds large:100:ds base:20:torch; do
         part "train $run" 120 "${check[@]}" train --run "$run" "${common[@]}"
     done
-    part "cuda tests" 90 "$python" -m pytest -q -p no:cacheprovider -o addopts=-ra -m cuda tests
+    part "cuda tests" 90 "$python" -m pytest -q -p no:cacheprovider -p no:xdist -o addopts=-ra -m cuda tests
     part predict 60 "${check[@]}" predict "${common[@]}"
     part "decoder reader step (Qwen2-0.5B shape, bf16)" 120 "$python" benchmarks/decoder_reader_cost.py --sizes qwen05 --ns 20 50 --device cuda --repeats 3 --results "$OUT/decoder_reader_gpu.md"
     if [[ -f carry/minilm_int8.pt ]]; then

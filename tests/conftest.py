@@ -10,6 +10,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 
 # CI fails on deprecation warnings caused by our own calls (tests/deprecation_guard.py).
 import deprecation_guard  # noqa: E402
+import pytest  # noqa: E402
 
 deprecation_guard.install()
 
@@ -25,6 +26,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of xdist, which the GPU image lacks
 def pytest_xdist_auto_num_workers(config):
     """`-n auto` (pyproject's addopts): one worker per core, at most 4 (each holds its own
     models; more would trade memory for little on a suite whose longest file runs minutes)."""
