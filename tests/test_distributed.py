@@ -29,10 +29,8 @@ def free_port() -> int:
 def test_two_process_zero2_matches_one_process(tmp_path):
     world = build_world(tmp_path / "world")
     # one process, plain torch: 2 accumulation steps of 4 questions = global batch 8.
-    # torchrun starts its workers with OMP_NUM_THREADS=1; a GEMM at another thread count sums in
-    # another order, and Adam turns that float noise into whole steps on the parameters whose
-    # true gradient is zero (classifier and key biases: softmax ignores a shared shift), so the
-    # single process runs at the workers' thread count too (docs/bugs-and-fixes.md).
+    # torchrun starts its workers with OMP_NUM_THREADS=1: the single process runs at that thread
+    # count too, so both sum in one order (docs/bugs-and-fixes.md; tiny_world.LOSS_INVARIANT)
     single = tmp_path / "single"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
