@@ -6,8 +6,10 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import subprocess
 import sys
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -116,3 +118,39 @@ def native_bf16(device: torch.device) -> bool:
         return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def _git(*args: str) -> str | None:
+    """``git args`` run in this package's folder: its output, or None where git or a
+    checkout is missing or the command fails."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(Path(__file__).resolve().parent), *args], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The last commit that changed this package's files, 12 hex digits (``+dirty`` when the
+    files differ from it), or None outside a git checkout: which code made a run.
+
+    The package's last change, not the checkout's HEAD: results and documentation committed
+    while a long job runs move HEAD but not the code. Taken once per process, at its first
+    call (a run's start), so it names the code the process loaded."""
+    last = _git("log", "-1", "--format=%H", "--", ".")
+    if not last:
+        return None
+    dirty = _git("status", "--porcelain", "--", ".")
+    return last[:12] + ("+dirty" if dirty else "")
+
+
+def package_commit_at(commit: str) -> str:
+    """The last commit at or before ``commit`` that changed this package's files (12 hex
+    digits): what :func:`code_commit` would have said at a checkout whose HEAD was ``commit``
+    (run folders written before it record HEAD). ``commit`` shortened where this checkout
+    does not know it."""
+    known = _git("log", "-1", "--format=%H", commit, "--", ".")
+    return (known or commit)[:12]

@@ -12,9 +12,10 @@ from tiny_world import build_world
 
 from gumbel_rerank.cli import main
 from gumbel_rerank.config import ConfigError, load_config
+from gumbel_rerank.envinfo import code_commit, package_commit_at
 from gumbel_rerank.training.config import CompareConfig
 from gumbel_rerank.training.protocol import draw_trials, run_labels
-from gumbel_rerank.training.records import code_commit
+from gumbel_rerank.training.records import made_by
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +92,14 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
     stamps = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}
     assert len(stamps) == 3 * 2
 
+    # a finished trial keeps the code that trained it, not that of the call that finds it
+    versions = out / "tune" / "loop" / "trial-0" / "versions.json"
+    versions.write_text(json.dumps({**json.loads(versions.read_text()), "git commit": "0123456789ab"}))
     hidden.rename(test)
     assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
+    assert json.loads((out / "protocol.json").read_text())["objectives"]["loop"]["trials"][0]["recorded_by"] == {
+        "gumbel_rerank": "0.1.0", "commit": "0123456789ab", "device": "cpu"
+    }  # fmt: skip
     after = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}
     assert {p: after[p] for p in stamps} == stamps and len(after) == 3 * 2 + 3 * 2  # no trial retrained
     state = json.loads((out / "protocol.json").read_text())
@@ -364,12 +371,42 @@ def test_the_trial_table_script_prints_every_trial_of_every_setting(tmp_path):
     assert "NaN at step 100" in lines[3] and lines[4].endswith("| – | – |")
 
 
-def test_the_code_commit_names_this_checkout():
+def test_the_code_commit_names_the_last_change_to_the_package():
+    """Results committed while a protocol runs move HEAD, not the code: the commit recorded
+    is the package's last change, so such commits do not read as a change of code."""
     import re
+    import subprocess
     from pathlib import Path
 
+    import gumbel_rerank
+
+    package = Path(gumbel_rerank.__file__).parent
     commit = code_commit()
-    if (Path(__file__).resolve().parents[1] / ".git").exists():
-        assert commit is not None and re.fullmatch(r"[0-9a-f]{12}(\+dirty)?", commit)
-    else:  # an installed copy outside a git checkout records no commit
+    if not (package.parent / ".git").exists():  # an installed copy records no commit
         assert commit is None
+        return
+    last = subprocess.run(["git", "-C", str(package), "log", "-1", "--format=%H", "--", "."], capture_output=True, text=True)
+    assert commit is not None and re.fullmatch(r"[0-9a-f]{12}(\+dirty)?", commit)
+    assert commit.removesuffix("+dirty") == last.stdout.strip()[:12]
+    head = subprocess.run(["git", "-C", str(package), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert package_commit_at(head.stdout.strip()) == last.stdout.strip()[:12]
+    assert package_commit_at("f" * 40) == "f" * 12  # unknown here: kept, shortened
+
+
+def test_made_by_reads_what_trained_each_segment_of_a_run(tmp_path):
+    base = {"gumbel_rerank": "0.1.0", "cuda available": "False"}
+    (tmp_path / "versions.json").write_text(json.dumps({**base, "git commit": "a" * 12, "device": "cuda:0"}))
+    assert made_by(tmp_path) == {"gumbel_rerank": "0.1.0", "commit": "a" * 12, "device": "cuda:0"}
+    (tmp_path / "versions.resumed-at-219.json").write_text(json.dumps({**base, "git commit": "a" * 12}))
+    (tmp_path / "versions.resumed-at-1000.json").write_text(json.dumps({**base, "git commit": "b" * 12}))
+    assert made_by(tmp_path)["commit"] == f"{'a' * 12}; from step 1000: {'b' * 12}"  # by step, not by name
+    # written before the device and the package commit were recorded: HEAD, and no CUDA means cpu
+    (tmp_path / "versions.json").write_text(json.dumps({**base, "git commit": "f" * 40}))
+    assert made_by(tmp_path)["device"] == "cpu" and made_by(tmp_path)["commit"].startswith("f" * 12 + "; from step 219: ")
+    for path in tmp_path.glob("versions.resumed-at-*.json"):
+        path.unlink()
+    (tmp_path / "versions.json").write_text(json.dumps({**base, "git commit": "unknown", "cuda available": "True"}))
+    assert made_by(tmp_path) == {"gumbel_rerank": "0.1.0", "commit": None, "device": None}
+    (tmp_path / "versions.json").write_text("{")
+    with pytest.raises(ValueError, match="versions.json: not JSON"):
+        made_by(tmp_path)

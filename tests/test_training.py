@@ -205,6 +205,8 @@ def test_resume_may_split_the_same_global_batch_differently(world, tmp_path):
     moved = max((a[k] - start[k]).abs().max().item() for k in a)
     assert max((a[k] - b[k]).abs().max().item() for k in a) < 0.05 * moved
     assert (cut / "config.resumed-at-3.yaml").is_file()
+    # the resume records its own versions beside any earlier ones (only a resume wrote here)
+    assert (cut / "versions.resumed-at-3.json").is_file() and not (cut / "versions.json").exists()
     # a different seed would continue a different run: refused
     with pytest.raises(ValueError, match="run.seed=0"):
         main(["train", *world.overrides(cut, **{"run.seed": 1, "optim.max_steps": 9}), "--resume"])

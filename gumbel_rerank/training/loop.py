@@ -20,7 +20,6 @@ import math
 import random
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 
 from gumbel_rerank.config import save_config
 from gumbel_rerank.durable import write_atomic
-from gumbel_rerank.envinfo import environment_report, resolve_device
+from gumbel_rerank.envinfo import code_commit, environment_report, resolve_device
 from gumbel_rerank.objectives.base import Batch, Objective, StepContext
 from gumbel_rerank.training import checkpointing as ckpt
 from gumbel_rerank.training import distributed
@@ -86,21 +85,6 @@ def _epoch_order(n_examples: int, seed: int, epoch: int) -> torch.Tensor:
     # once (a step straddling the boundary), so a few entries bound the memory.
     gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n_examples, generator=gen)
-
-
-def git_commit() -> str:
-    """The package checkout's git commit, or "unknown" (an installed wheel, no git)."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 class Trainer:
@@ -202,9 +186,12 @@ class Trainer:
             name = "config.yaml" if start == 0 else f"config.resumed-at-{start}.yaml"
             save_config(self.config, self.out / name)
         versions = environment_report()
-        versions["git commit"] = git_commit()
+        versions["git commit"] = code_commit() or "unknown"
+        versions["device"] = str(self.device)
         versions["world size"] = str(info.world_size)
-        (self.out / "versions.json").write_text(json.dumps(versions, indent=2))
+        # like the config: a resume writes its own, so the code of every segment stays known
+        name = "versions.json" if start == 0 else f"versions.resumed-at-{start}.json"
+        (self.out / name).write_text(json.dumps(versions, indent=2))
         for name, content in self.extra_run_files.items():
             (self.out / name).write_text(json.dumps(content, indent=2))
 

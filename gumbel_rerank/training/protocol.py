@@ -59,8 +59,8 @@ from gumbel_rerank.training.records import (
     Records,
     RunQuery,
     load_records,
+    made_by,
     record_config,
-    recorded_by,
     test_identity,
 )
 from gumbel_rerank.training.run_card import write_run_card
@@ -136,8 +136,8 @@ def train_once(train_cfg: TrainConfig, what: str, records: Records, query: RunQu
         if not stage_finished(folder, train_cfg.optim.max_steps):
             raise RuntimeError(f"{what} stopped before the end; run the same command again to resume")
         check_same_settings(folder, train_cfg)  # records the data it was trained on
-    made_by = recorded_by(str(resolve_device(train_cfg.run.device)))
-    return {**run_summary(folder, train_cfg.run.select_metric or ""), "config": query.config, "recorded_by": made_by}
+    # what trained the run, from its folder: a run finished by an earlier call keeps its code
+    return {**run_summary(folder, train_cfg.run.select_metric or ""), "config": query.config, "recorded_by": made_by(folder)}
 
 
 def run_summary(folder: Path, metric: str) -> dict[str, Any]:

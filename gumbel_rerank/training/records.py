@@ -30,15 +30,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from gumbel_rerank import __version__
 from gumbel_rerank.config import config_differences, flatten, to_dict
+from gumbel_rerank.envinfo import package_commit_at
 from gumbel_rerank.training.compare import RESUMABLE_KEYS, UNTRAINED, file_digest
 from gumbel_rerank.training.config import TrainConfig
 
@@ -94,29 +93,48 @@ def record_config(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(flat))
 
 
-@lru_cache(maxsize=1)
-def code_commit() -> str | None:
-    """The git commit of this package's checkout (``+dirty`` when its files differ from it),
-    or None outside a git checkout: which code made a run, finer than the version number."""
-    package = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(package), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        if head.returncode != 0:
-            return None
-        dirty = subprocess.run(
-            ["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.SubprocessError):
+def made_by(folder: Path) -> dict[str, str | None]:
+    """Which code (version, git commit of the package) and device trained the run in
+    ``folder``, read from the versions files its training wrote (``versions.json``, and
+    ``versions.resumed-at-N.json`` for each resume), never from the process asking: a run
+    finished by earlier code keeps that code's name. A commit that changed within the run is
+    named with the step it took over from (``"a; from step 219: b"``). Folders written before
+    the package commit was recorded hold the checkout's HEAD, read as the package's last
+    commit at that HEAD (:func:`~gumbel_rerank.envinfo.package_commit_at`); their device is
+    "cpu" where the machine had no CUDA, else unknown (None)."""
+    segments = [(0, folder / "versions.json")]
+    for path in folder.glob("versions.resumed-at-*.json"):
+        step = path.name.removeprefix("versions.resumed-at-").removesuffix(".json")
+        if step.isdigit():
+            segments.append((int(step), path))
+    versions: list[tuple[int, dict[str, Any]]] = []
+    for step, path in sorted(segments):
+        if path.is_file():
+            try:
+                versions.append((step, json.loads(path.read_text())))
+            except ValueError as err:
+                raise ValueError(f"{path}: not JSON ({err}); it records which code trained the run") from None
+    commits: list[tuple[int, str | None]] = []
+    for step, info in versions:
+        commit = _commit_name(str(info.get("git commit", "unknown")))
+        if not commits or commits[-1][1] != commit:
+            commits.append((step, commit))
+    named = [str(c) if i == 0 else f"from step {step}: {c}" for i, (step, c) in enumerate(commits)]
+    first = versions[0][1] if versions else {}
+    device = first.get("device") or ("cpu" if first.get("cuda available") == "False" else None)
+    return {
+        "gumbel_rerank": first.get("gumbel_rerank"),
+        "commit": "; ".join(named) if any(c for _, c in commits) else None,
+        "device": device,
+    }
+
+
+def _commit_name(recorded: str) -> str | None:
+    if recorded in ("", "unknown"):
         return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-
-
-def recorded_by(device: str) -> dict[str, str | None]:
-    """Which code (version, git commit) and device made a run (kept with its record; the
-    report says when the runs of one table mix them)."""
-    return {"gumbel_rerank": __version__, "commit": code_commit(), "device": device}
+    if len(recorded) == 40 and all(c in "0123456789abcdef" for c in recorded):  # a HEAD: before code_commit
+        return package_commit_at(recorded)
+    return recorded
 
 
 @lru_cache(maxsize=1)
