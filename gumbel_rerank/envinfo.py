@@ -125,7 +125,11 @@ def _git(*args: str) -> str | None:
     checkout is missing or the command fails."""
     try:
         done = subprocess.run(
-            ["git", "-C", str(Path(__file__).resolve().parent), *args], capture_output=True, text=True, timeout=10
+            # no optional locks: a status taken while the user commits must not block them
+            ["git", "--no-optional-locks", "-C", str(Path(__file__).resolve().parent), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -139,7 +143,9 @@ def code_commit() -> str | None:
 
     The package's last change, not the checkout's HEAD: results and documentation committed
     while a long job runs move HEAD but not the code. Taken once per process, at its first
-    call (a run's start), so it names the code the process loaded."""
+    call (a command's start), so it names the code the process loaded. In a shallow clone
+    whose history stops after the package's last change, the oldest commit it has (which
+    holds the same code)."""
     last = _git("log", "-1", "--format=%H", "--", ".")
     if not last:
         return None
@@ -147,6 +153,7 @@ def code_commit() -> str | None:
     return last[:12] + ("+dirty" if dirty else "")
 
 
+@functools.lru_cache(maxsize=256)
 def package_commit_at(commit: str) -> str:
     """The last commit at or before ``commit`` that changed this package's files (12 hex
     digits): what :func:`code_commit` would have said at a checkout whose HEAD was ``commit``

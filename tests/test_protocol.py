@@ -12,9 +12,9 @@ from tiny_world import build_world
 
 from gumbel_rerank.cli import main
 from gumbel_rerank.config import ConfigError, load_config
-from gumbel_rerank.envinfo import code_commit, package_commit_at
+from gumbel_rerank.envinfo import code_commit, package_commit_at, package_version
 from gumbel_rerank.training.config import CompareConfig
-from gumbel_rerank.training.protocol import draw_trials, run_labels
+from gumbel_rerank.training.protocol import draw_trials, provenance_note, run_labels
 from gumbel_rerank.training.records import made_by
 
 
@@ -98,7 +98,7 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
     hidden.rename(test)
     assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
     assert json.loads((out / "protocol.json").read_text())["objectives"]["loop"]["trials"][0]["recorded_by"] == {
-        "gumbel_rerank": "0.1.0", "commit": "0123456789ab", "device": "cpu"
+        "gumbel_rerank": package_version("gumbel_rerank"), "commit": "0123456789ab", "device": "cpu"
     }  # fmt: skip
     after = {p: p.stat().st_mtime_ns for p in out.glob("*/*/*/model/model.safetensors")}
     assert {p: after[p] for p in stamps} == stamps and len(after) == 3 * 2 + 3 * 2  # no trial retrained
@@ -395,18 +395,48 @@ def test_the_code_commit_names_the_last_change_to_the_package():
 
 def test_made_by_reads_what_trained_each_segment_of_a_run(tmp_path):
     base = {"gumbel_rerank": "0.1.0", "cuda available": "False"}
+    (tmp_path / "versions.resumed-at-3.json").write_text(json.dumps({**base, "git commit": "b" * 12}))
+    # resumed from a copied checkpoint: what made steps 0-2 is not known, and says so
+    assert made_by(tmp_path)["commit"] == f"unknown; from step 3: {'b' * 12}"
+    (tmp_path / "versions.resumed-at-3.json").unlink()
     (tmp_path / "versions.json").write_text(json.dumps({**base, "git commit": "a" * 12, "device": "cuda:0"}))
     assert made_by(tmp_path) == {"gumbel_rerank": "0.1.0", "commit": "a" * 12, "device": "cuda:0"}
     (tmp_path / "versions.resumed-at-219.json").write_text(json.dumps({**base, "git commit": "a" * 12}))
-    (tmp_path / "versions.resumed-at-1000.json").write_text(json.dumps({**base, "git commit": "b" * 12}))
-    assert made_by(tmp_path)["commit"] == f"{'a' * 12}; from step 1000: {'b' * 12}"  # by step, not by name
+    (tmp_path / "versions.resumed-at-1000.json").write_text(json.dumps({**base, "git commit": "b" * 12 + "+dirty"}))
+    assert made_by(tmp_path)["commit"] == f"{'a' * 12}; from step 1000: {'b' * 12}+dirty"  # by step, not by name
     # written before the device and the package commit were recorded: HEAD, and no CUDA means cpu
     (tmp_path / "versions.json").write_text(json.dumps({**base, "git commit": "f" * 40}))
     assert made_by(tmp_path)["device"] == "cpu" and made_by(tmp_path)["commit"].startswith("f" * 12 + "; from step 219: ")
     for path in tmp_path.glob("versions.resumed-at-*.json"):
         path.unlink()
     (tmp_path / "versions.json").write_text(json.dumps({**base, "git commit": "unknown", "cuda available": "True"}))
-    assert made_by(tmp_path) == {"gumbel_rerank": "0.1.0", "commit": None, "device": None}
-    (tmp_path / "versions.json").write_text("{")
-    with pytest.raises(ValueError, match="versions.json: not JSON"):
-        made_by(tmp_path)
+    assert made_by(tmp_path) == {"gumbel_rerank": "0.1.0", "commit": "unknown", "device": "unknown"}
+    for bad, message in (("{", "not JSON"), ("[]", "not a JSON object")):
+        (tmp_path / "versions.json").write_text(bad)
+        with pytest.raises(ValueError, match=f"versions.json: {message}.*which code trained the run"):
+            made_by(tmp_path)
+
+
+def test_the_report_names_one_code_once_whatever_older_records_say():
+    """Records written before the package commit was recorded name a HEAD (40 or 12 digits)
+    and may say None: one code still reads as one commit, and an unknown device as such."""
+    import subprocess
+    from pathlib import Path
+
+    import gumbel_rerank
+
+    package_dir = str(Path(gumbel_rerank.__file__).parent)
+    head = subprocess.run(["git", "-C", package_dir, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    if not head:
+        pytest.skip("not a git checkout")
+    package = package_commit_at(head)
+    runs = [
+        {"recorded_by": {"commit": head, "device": None}},
+        {"recorded_by": {"commit": head[:12], "device": "cpu"}},
+        {"recorded_by": {"commit": package, "device": "cpu"}},
+    ]
+    note = provenance_note({"objectives": {"loop": {"trials": runs, "finals": {}}}})
+    assert "made on cpu, unknown" in note and "commits" not in note
+    runs.append({"recorded_by": {"commit": "0123456789ab", "device": "cpu"}})
+    note = provenance_note({"objectives": {"loop": {"trials": runs, "finals": {}}}})
+    assert f"code at commits 0123456789ab, {package} (" in note

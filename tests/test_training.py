@@ -198,6 +198,7 @@ def test_resume_may_split_the_same_global_batch_differently(world, tmp_path):
     cut = tmp_path / "cut"
     shutil.copytree(full / "checkpoints" / "step-0000003", cut / "checkpoints" / "step-0000003")
     (cut / "checkpoints" / "latest").write_text("step-0000003")
+    (cut / "versions.resumed-at-5.json").write_text("{}")  # a segment training goes back before
     # half the micro-batch, twice the accumulation: the same examples and noise per step
     assert main(["train", *world.overrides(cut, **{"optim.micro_batch_size": 2, "optim.grad_accum": 2}), "--resume"]) == 0
     a, b = model_weights(full / "model"), model_weights(cut / "model")
@@ -207,6 +208,7 @@ def test_resume_may_split_the_same_global_batch_differently(world, tmp_path):
     assert (cut / "config.resumed-at-3.yaml").is_file()
     # the resume records its own versions beside any earlier ones (only a resume wrote here)
     assert (cut / "versions.resumed-at-3.json").is_file() and not (cut / "versions.json").exists()
+    assert not (cut / "versions.resumed-at-5.json").exists()  # stale: steps 3.. were made again
     # a different seed would continue a different run: refused
     with pytest.raises(ValueError, match="run.seed=0"):
         main(["train", *world.overrides(cut, **{"run.seed": 1, "optim.max_steps": 9}), "--resume"])

@@ -189,9 +189,14 @@ class Trainer:
         versions["git commit"] = code_commit() or "unknown"
         versions["device"] = str(self.device)
         versions["world size"] = str(info.world_size)
-        # like the config: a resume writes its own, so the code of every segment stays known
+        # like the config: a resume writes its own, so the code of every segment stays known;
+        # a later segment's file is stale once training goes back before it (an older checkpoint)
+        for stale in self.out.glob("versions.resumed-at-*.json"):
+            step = stale.name.removeprefix("versions.resumed-at-").removesuffix(".json")
+            if step.isdigit() and int(step) > start:
+                stale.unlink()
         name = "versions.json" if start == 0 else f"versions.resumed-at-{start}.json"
-        (self.out / name).write_text(json.dumps(versions, indent=2))
+        write_atomic(self.out / name, json.dumps(versions, indent=2))
         for name, content in self.extra_run_files.items():
             (self.out / name).write_text(json.dumps(content, indent=2))
 

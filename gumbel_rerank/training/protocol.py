@@ -42,7 +42,7 @@ from typing import Any
 from gumbel_rerank.config import ConfigError, from_dict, to_dict
 from gumbel_rerank.data.questions import Question
 from gumbel_rerank.durable import write_atomic
-from gumbel_rerank.envinfo import resolve_device
+from gumbel_rerank.envinfo import code_commit, resolve_device
 from gumbel_rerank.evaluation.report import markdown_table, new_figure, png_bytes, read_metrics_log
 from gumbel_rerank.training.compare import (
     UNTRAINED,
@@ -56,8 +56,10 @@ from gumbel_rerank.training.compare import (
 from gumbel_rerank.training.compute import reader_flops
 from gumbel_rerank.training.config import CompareConfig, ObjectiveConfig, TrainConfig
 from gumbel_rerank.training.records import (
+    UNKNOWN,
     Records,
     RunQuery,
+    commit_names,
     load_records,
     made_by,
     record_config,
@@ -168,6 +170,7 @@ def run_protocol(
 ) -> dict[str, Any]:
     """The whole protocol (module docstring); returns what ``protocol.json`` holds."""
     check_protocol(cfg)
+    code_commit()  # names the code this process loaded, before any commit made while it runs
     started = time.monotonic()
     out = Path(cfg.run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -467,8 +470,10 @@ def provenance_note(state: Mapping[str, Any]) -> str:
     runs = [r for rec in state["objectives"].values() for r in [*rec["trials"], *rec["finals"].values()]]
     taken = sum(bool(r.get("from_record")) for r in runs)
     adopted = sum("adopted" in r for r in runs)
-    devices = sorted({r["recorded_by"]["device"] for r in runs if "recorded_by" in r})
-    commits = sorted({str(r["recorded_by"].get("commit")) for r in runs if "recorded_by" in r})
+    made = [r["recorded_by"] for r in runs if "recorded_by" in r]
+    # a record written by older code may say None, or name a HEAD rather than the package's commit
+    devices = sorted({str(m.get("device") or UNKNOWN) for m in made})
+    commits = sorted({commit_names(str(m.get("commit") or UNKNOWN)) for m in made})
     parts = []
     if taken:
         parts.append(f"{taken} of the {len(runs)} runs were taken from records of earlier calls (their folders gone; training.records)")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -93,15 +94,23 @@ def record_config(cfg: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(flat))
 
 
-def made_by(folder: Path) -> dict[str, str | None]:
+#: What a versions file says when it cannot name a run's code or device.
+UNKNOWN = "unknown"
+
+
+def made_by(folder: Path) -> dict[str, str]:
     """Which code (version, git commit of the package) and device trained the run in
     ``folder``, read from the versions files its training wrote (``versions.json``, and
     ``versions.resumed-at-N.json`` for each resume), never from the process asking: a run
     finished by earlier code keeps that code's name. A commit that changed within the run is
-    named with the step it took over from (``"a; from step 219: b"``). Folders written before
-    the package commit was recorded hold the checkout's HEAD, read as the package's last
-    commit at that HEAD (:func:`~gumbel_rerank.envinfo.package_commit_at`); their device is
-    "cpu" where the machine had no CUDA, else unknown (None)."""
+    named with the step it took over from (``"a; from step 219: b"``); steps no file covers
+    (a run resumed from a copied checkpoint) are ``unknown``. Folders written before the
+    package commit was recorded hold the checkout's HEAD, named as in :func:`commit_names`;
+    their device is "cpu" where the machine had no CUDA, else unknown.
+
+    Raises:
+        ValueError: a versions file that is not a JSON object (named).
+    """
     segments = [(0, folder / "versions.json")]
     for path in folder.glob("versions.resumed-at-*.json"):
         step = path.name.removeprefix("versions.resumed-at-").removesuffix(".json")
@@ -109,32 +118,39 @@ def made_by(folder: Path) -> dict[str, str | None]:
             segments.append((int(step), path))
     versions: list[tuple[int, dict[str, Any]]] = []
     for step, path in sorted(segments):
-        if path.is_file():
-            try:
-                versions.append((step, json.loads(path.read_text())))
-            except ValueError as err:
-                raise ValueError(f"{path}: not JSON ({err}); it records which code trained the run") from None
-    commits: list[tuple[int, str | None]] = []
+        if not path.is_file():
+            continue  # only versions.json can be missing: the glob found the others
+        try:
+            info = json.loads(path.read_text())
+        except ValueError as err:
+            info = f"not JSON ({err})"
+        if not isinstance(info, dict):
+            raise ValueError(f"{path}: {info if isinstance(info, str) else 'not a JSON object'}; it records which code "
+                             "trained the run: restore it, or delete it to record that code as unknown")
+        versions.append((step, info))
+    if not versions or versions[0][0] != 0:
+        versions.insert(0, (0, {}))
+    commits: list[tuple[int, str]] = []
     for step, info in versions:
-        commit = _commit_name(str(info.get("git commit", "unknown")))
+        commit = commit_names(str(info.get("git commit") or UNKNOWN))
         if not commits or commits[-1][1] != commit:
             commits.append((step, commit))
-    named = [str(c) if i == 0 else f"from step {step}: {c}" for i, (step, c) in enumerate(commits)]
-    first = versions[0][1] if versions else {}
-    device = first.get("device") or ("cpu" if first.get("cuda available") == "False" else None)
+    first = versions[0][1]
+    device = first.get("device") or ("cpu" if first.get("cuda available") == "False" else UNKNOWN)
     return {
-        "gumbel_rerank": first.get("gumbel_rerank"),
-        "commit": "; ".join(named) if any(c for _, c in commits) else None,
-        "device": device,
+        "gumbel_rerank": str(first.get("gumbel_rerank") or UNKNOWN),
+        "commit": "; ".join(c if i == 0 else f"from step {step}: {c}" for i, (step, c) in enumerate(commits)),
+        "device": str(device),
     }
 
 
-def _commit_name(recorded: str) -> str | None:
-    if recorded in ("", "unknown"):
-        return None
-    if len(recorded) == 40 and all(c in "0123456789abcdef" for c in recorded):  # a HEAD: before code_commit
-        return package_commit_at(recorded)
-    return recorded
+def commit_names(text: str) -> str:
+    """``text`` with every commit id in it (7 to 40 hex digits, ``+dirty`` kept) replaced by
+    the package's last commit at that commit (12 digits,
+    :func:`~gumbel_rerank.envinfo.package_commit_at`), so a HEAD recorded by older code, or a
+    short id, names the code the same way :func:`~gumbel_rerank.envinfo.code_commit` does
+    and one code never reads as several commits. Ids this checkout does not know are kept."""
+    return re.sub(r"\b[0-9a-f]{7,40}\b", lambda m: package_commit_at(m.group()), text)
 
 
 @lru_cache(maxsize=1)
