@@ -107,6 +107,14 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
     assert all("test" in final for r in state["objectives"].values() for final in r["finals"].values())
     text = (out / "protocol.md").read_text()
     assert "| lce |" in text and "±" in text and "of 2 trials" in text and (out / "curves.png").stat().st_size > 0
+    compute = text.split("Compute (means over the final runs")[1].split("Every tuning trial")[0]
+    for column in ("reader passes / question", "target caching s", "s / step", "best step", "train s to best",
+                   "TFLOP FiD-base n=20", "TFLOP FiD-large n=100"):  # fmt: skip
+        assert f"| {column} |" in compute, column
+    lines = [[c.strip() for c in line.strip("|").split("|")] for line in compute.splitlines() if line.startswith("|")]
+    loop = dict(zip(lines[0], next(row for row in lines if row[0] == "loop"), strict=True))
+    assert float(loop["TFLOP FiD-large n=100"]) > float(loop["TFLOP FiD-base n=20"]) > 0
+    assert 1 <= float(loop["best step"]) <= 4 and float(loop["s / step"]) > 0 and float(loop["target caching s"]) >= 0
     chosen = state["objectives"]["loop"]["chosen"]
     trial_cells = text.split("Every tuning trial")[1].split("| loop |")[1].splitlines()[0].split(" | ")
     assert trial_cells[chosen].strip(" |").startswith("**") and "tau_target=" in trial_cells[0]

@@ -47,7 +47,9 @@ def test_sampler_splits_the_global_batch_the_same_way_for_any_layout():
 def test_train_writes_run_folder_logs_and_checkpoints(world, tmp_path):
     out = tmp_path / "run"
     reader_before = model_weights(world.reader)
-    assert main(["train", *world.overrides(out, **{"run.eval_every": 3, "run.keep_last": 1})]) == 0
+    # eval.ks without the mask's k (2): the in-loop dev metrics must still report @2, the table's k
+    overrides = {"run.eval_every": 3, "run.keep_last": 1, "eval.ks": "[1, 5]"}
+    assert main(["train", *world.overrides(out, **overrides)]) == 0
     assert {p.name for p in (out / "checkpoints").iterdir()} == {"step-0000006", "latest"}
     assert (out / "checkpoints" / "latest").read_text() == "step-0000006"
     versions = json.loads((out / "versions.json").read_text())
@@ -62,6 +64,7 @@ def test_train_writes_run_folder_logs_and_checkpoints(world, tmp_path):
     assert all(1.0 <= line["effective_k"] <= 2.0 + 1e-6 for line in train_lines)
     dev = [line for line in lines if "dev/R@1" in line]
     assert [line["step"] for line in dev] == [3, 6] and all(0 <= d["dev/R@1"] <= 1 for d in dev)
+    assert all(f"dev/{m}@{k}" in d for d in dev for m in ("R", "AllGold") for k in (1, 2, 5)), dev[0]
     # the frozen reader is untouched, the trained reranker moved
     after = model_weights(world.reader)
     assert all(torch.equal(reader_before[k], after[k]) for k in reader_before)

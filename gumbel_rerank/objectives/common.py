@@ -136,7 +136,9 @@ def leave_one_out_nll(
     """LOOP's signal: the answer NLL (mean over answer tokens) with passage i removed.
 
     One encoding of all n passages; passage i is removed through the mask path
-    (``log M_i = LOG_FLOOR``, every other passage 0), which is exactly the reader without it.
+    (``log M_i = LOG_FLOOR``, every other passage 0), which is exactly the reader without it:
+    the other passages stay in their slots, as evaluation's ``select()`` keeps them (which
+    matters only with FiD's legacy position bias; docs/bugs-and-fixes.md).
 
     Args:
         states: (B, n * L, D). labels: (B, T).

@@ -1,7 +1,8 @@
 """LOOP (leave-one-out perplexity): distil how much the answer suffers without each passage.
 
     g_i  = -(1/T) sum_t log p(a_t | q, d_1..n without d_i)   one encoding, n decoder passes
-    loss = mean_b KL( softmax(g / tau_g) || softmax(w / tau_s) )
+    loss = mean_b KL( softmax(g / tau_g) || softmax(w / tau_s) )   (kl_reduction: question;
+                                                              Atlas's B x n entries: entry)
 
 Passage i is removed through the same mask path G-Rerank trains through (``log M_i`` at the
 floor), which equals the reader run without it, with no re-encoding. Inputs: reranker scores

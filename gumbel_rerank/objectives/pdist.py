@@ -1,7 +1,10 @@
 """PDist: distil the reader's per-passage answer likelihood into the reranker.
 
     g_i  = (1/T) sum_t log p(a_t | q, d_i)          the reader with passage i alone
-    loss = mean_b KL( softmax(g / tau_g) || softmax(w / tau_s) )
+    loss = mean_b KL( softmax(g / tau_g) || softmax(w / tau_s) )   (kl_reduction: question)
+
+Atlas averages the KL over the B x n entries instead (``kl_reduction: entry``,
+:data:`~.common.KL_REDUCTIONS`).
 
 Inputs: reranker scores w (B, n), the question's candidates and target answer; the reader is
 frozen (eval mode, targets under no_grad). Reference: Izacard et al., "Atlas: Few-shot Learning
