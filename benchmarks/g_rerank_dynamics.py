@@ -63,17 +63,21 @@ def smooth(values: list[float], width: int = 5) -> list[float]:
 
 
 def plot_roles(log: list[dict], path: Path, title: str) -> None:
-    """Four panels over training steps, one line per role."""
+    """Six panels over training steps, one line per role: raw and standardised score, how
+    often a sample picks the role, its share of the hard top k, dLoss/dscore and the mask
+    gradient dLoss/dlog M."""
     from gumbel_rerank.durable import write_atomic
     from gumbel_rerank.evaluation.report import new_figure, png_bytes
 
-    figure = new_figure(12.0, 8.0)
-    axes = figure.subplots(2, 2).ravel()
+    figure = new_figure(12.0, 12.0)
+    axes = figure.subplots(3, 2).ravel()
     for ax, (what, label) in zip(
         axes,
-        (("z", "mean score the mask sees (standardised)"), ("sampled", "share picked by a Gumbel sample"),
-         ("grad_score", "mean dLoss/dscore (negative = pushed up)"), ("in_topk", "share in the hard top k")),
-        strict=False,
+        (("score", "mean raw score"), ("z", "mean score the mask sees (standardised)"),
+         ("sampled", "share picked by a Gumbel sample"), ("in_topk", "share in the hard top k"),
+         ("grad_score", "mean dLoss/dscore (negative = pushed up)"),
+         ("grad_log_mask", "mean dLoss/dlog M, the mask gradient (negative = wants the passage)")),
+        strict=True,
     ):  # fmt: skip
         for role in ROLES:
             steps, values = curve(log, f"role/{role}/{what}")
@@ -169,7 +173,8 @@ def main() -> None:
     from gumbel_rerank.demo.compare import PROTOCOL_RECIPE, compare_config, select_objectives
     from gumbel_rerank.demo.reader_recipe import REDUNDANT_READER, SHIPPED_READER
     from gumbel_rerank.evaluation.report import read_metrics_log
-    from gumbel_rerank.training.protocol import run_config, train_once
+    from gumbel_rerank.training.protocol import run_config, run_query, train_once
+    from gumbel_rerank.training.records import Records
 
     state = json.loads((args.protocol / "protocol.json").read_text())
     record = state["objectives"]["gumbel"]
@@ -190,7 +195,10 @@ def main() -> None:
         settings = {k: v for k, v in settings.items() if k not in extra}
         if extra:
             cfg.eval.allow_other_k = True
-        summary = train_once(run_config(cfg, objective, folder, settings, cfg.run.seed), f"dynamics {name}")
+        train_cfg = run_config(cfg, objective, folder, settings, cfg.run.seed)
+        # no records: every variant is trained here (or resumed from its folder)
+        query = run_query(cfg, train_cfg, "gumbel", objective, settings, {})
+        summary = train_once(train_cfg, f"dynamics {name}", Records(), query)
         cfg.eval.allow_other_k = False
         log = read_metrics_log(folder / "metrics.jsonl")
         logs[name] = log

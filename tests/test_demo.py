@@ -172,3 +172,32 @@ def test_the_compare_recipe_is_the_demo_setting_with_every_contender(tmp_path):
     label_free = {"gumbel", "pdist", "loop", "emdr2", "adist"}
     assert label_free <= set(by_name) <= set(names())
     assert not tmp_path.joinpath("data").exists()  # loading a config writes nothing
+
+
+def test_the_recipes_take_every_setting_the_protocol_chose_on_dev(tmp_path):
+    """The demo's and compare's objective settings are the dev-tuned protocol's choices on the
+    chain data (the committed states), not hand-picked: every searched objective setting of a
+    chosen trial is the recipe's. The learning rate is shared by all objectives in these
+    recipes, so it is G-Rerank's chosen one (the others' chosen rates are in the comments)."""
+    from gumbel_rerank.config import flatten, to_dict
+    from gumbel_rerank.demo.command import demo_config
+    from gumbel_rerank.demo.compare import compare_config
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "protocol"
+    chosen = {}
+    for name in ("chain_protocol.json", "in_progress/chain_protocol.json"):  # the later state wins
+        path = results / name
+        if path.is_file():
+            for label, record in json.loads(path.read_text())["objectives"].items():
+                if "chosen" in record:
+                    chosen[label] = record["trials"][record["chosen"]]["settings"]
+    assert {"gumbel", "pdist", "loop"} <= set(chosen), sorted(chosen)
+    for cfg in (demo_config(tmp_path), compare_config(tmp_path)):
+        assert cfg.optim.lr == chosen["gumbel"]["optim.lr"]
+        for objective in cfg.compare.objectives:
+            if objective.name not in chosen:  # not tuned yet
+                continue
+            settings = flatten(to_dict(objective.settings), prefix="objective.settings.")
+            for key, value in chosen[objective.name].items():
+                if key.startswith("objective.settings."):
+                    assert settings[key] == value, (objective.name, key, settings.get(key), value)
