@@ -142,7 +142,7 @@ def test_the_redundant_reading_check_drops_each_statement_of_the_bridge_and_the_
     from gumbel_rerank.demo.reader_recipe import REDUNDANT, REDUNDANT_READER
     from gumbel_rerank.demo.reading_check import REDUNDANT_CONTEXTS, reading_check
 
-    records = generate_split(dataclasses.replace(demo_spec(), redundant=REDUNDANT, n_dev=40), "dev")
+    records = generate_split(dataclasses.replace(demo_spec(), redundant=REDUNDANT, n_dev=24), "dev")
     record = records[0]
 
     def roles(context):
