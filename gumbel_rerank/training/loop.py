@@ -87,6 +87,17 @@ def _epoch_order(n_examples: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n_examples, generator=gen)
 
 
+def versions_segments(out: Path) -> list[tuple[int, Path]]:
+    """(start step, file) of the versions files a run folder holds, by step:
+    ``versions.json`` (step 0) and ``versions.resumed-at-N.json`` per resume."""
+    found = [(0, out / "versions.json")] if (out / "versions.json").is_file() else []
+    for path in out.glob("versions.resumed-at-*.json"):
+        step = path.name.removeprefix("versions.resumed-at-").removesuffix(".json")
+        if step.isdigit():
+            found.append((int(step), path))
+    return sorted(found)
+
+
 class Trainer:
     """Runs an objective over a dataset with an engine; checkpoints, resumes, logs, evaluates.
 
@@ -191,9 +202,8 @@ class Trainer:
         versions["world size"] = str(info.world_size)
         # like the config: a resume writes its own, so the code of every segment stays known;
         # a later segment's file is stale once training goes back before it (an older checkpoint)
-        for stale in self.out.glob("versions.resumed-at-*.json"):
-            step = stale.name.removeprefix("versions.resumed-at-").removesuffix(".json")
-            if step.isdigit() and int(step) > start:
+        for step, stale in versions_segments(self.out):
+            if step > start:
                 stale.unlink()
         name = "versions.json" if start == 0 else f"versions.resumed-at-{start}.json"
         write_atomic(self.out / name, json.dumps(versions, indent=2))

@@ -41,6 +41,7 @@ from gumbel_rerank.config import config_differences, flatten, to_dict
 from gumbel_rerank.envinfo import package_commit_at
 from gumbel_rerank.training.compare import RESUMABLE_KEYS, UNTRAINED, file_digest
 from gumbel_rerank.training.config import TrainConfig
+from gumbel_rerank.training.loop import versions_segments
 
 #: Run-config keys that name a file or folder: a record keeps what was read there (its
 #: content's digest), so the same data under another path matches and other data does not.
@@ -111,15 +112,8 @@ def made_by(folder: Path) -> dict[str, str]:
     Raises:
         ValueError: a versions file that is not a JSON object (named).
     """
-    segments = [(0, folder / "versions.json")]
-    for path in folder.glob("versions.resumed-at-*.json"):
-        step = path.name.removeprefix("versions.resumed-at-").removesuffix(".json")
-        if step.isdigit():
-            segments.append((int(step), path))
     versions: list[tuple[int, dict[str, Any]]] = []
-    for step, path in sorted(segments):
-        if not path.is_file():
-            continue  # only versions.json can be missing: the glob found the others
+    for step, path in versions_segments(folder):
         try:
             info = json.loads(path.read_text())
         except ValueError as err:
