@@ -4,6 +4,9 @@ and judged on dev only (issue 19).
 
     python benchmarks/g_rerank_dynamics.py --protocol runs/protocol-chain --out runs/dynamics
 
+Further ``--section.key=value`` arguments override the protocol's recipe (e.g. a shorter cap
+``--optim.max_steps=100``; ``tests/test_dynamics_script.py`` runs it that way in seconds).
+
 Reads the chosen G-Rerank setting from the protocol's ``protocol.json`` (dev-chosen; no test
 number is read), trains each variant below with the protocol's budget and seed 0 (resumable,
 one run folder each), and writes ``dynamics.md`` (a dev table per variant) and figures: per
@@ -167,7 +170,9 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--figures", type=Path, default=Path("docs/figures"))
     parser.add_argument("--credit", action="store_true", help="also the per-role credit of G-Rerank and LOOP on uncued dev questions")
-    args = parser.parse_args()
+    parser.add_argument("--credit-questions", type=int, default=96, help="uncued dev questions the credit is averaged over")
+    # the rest are config overrides (--section.key=value), checked by the config loader
+    args, overrides = parser.parse_known_args()
     args.figures.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from gumbel_rerank.demo.compare import PROTOCOL_RECIPE, compare_config, select_objectives
@@ -184,7 +189,7 @@ def main() -> None:
     chosen = record["trials"][record["chosen"]]["settings"]
     reader = REDUNDANT_READER if args.setting == "redundant" else SHIPPED_READER
     # the protocol's own data folder and budget: the same dev questions, the same cap
-    cfg = compare_config(args.protocol, reader, None, PROTOCOL_RECIPE)
+    cfg = compare_config(args.protocol, reader, overrides, PROTOCOL_RECIPE)
     select_objectives(cfg, ["gumbel"])
     objective = cfg.compare.objectives[0]
     rows, logs = {}, {}
@@ -217,11 +222,12 @@ def main() -> None:
     if args.credit:
         chosen_dir = args.protocol / "tune" / "gumbel" / f"trial-{record['chosen']}"
         for when, model in (("start (untrained head)", cfg.reranker.path), ("after training (chosen run's best dev point)", chosen_dir / "model")):
-            credits[when] = credit(cfg, objective, chosen, Path(model), Path(cfg.data.dev))
+            credits[when] = credit(cfg, objective, chosen, Path(model), Path(cfg.data.dev), args.credit_questions)
     lines = [
         f"# G-Rerank dynamics on the demo data ({args.setting})",
         "",
-        f"Command: `python benchmarks/g_rerank_dynamics.py --protocol {args.protocol} --out {args.out} --setting {args.setting}`; "
+        f"Command: `python benchmarks/g_rerank_dynamics.py --protocol {args.protocol} --out {args.out} --setting {args.setting}"
+        f"{''.join(' ' + o for o in overrides)}`; "
         f"{time.strftime('%Y-%m-%d')}. Chosen setting (dev, protocol): `{json.dumps(chosen)}`. Seed {cfg.run.seed}, the "
         f"protocol's budget (at most {cfg.optim.max_steps} steps, dev every {cfg.run.eval_every}, patience "
         f"{cfg.tune.patience}), {cfg.data.dev_subset} dev questions. Dev only: no test question is read.",
@@ -233,7 +239,7 @@ def main() -> None:
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
     for when, table in credits.items():
         roles = list(next(iter(table.values())))
-        lines += ["", f"Mean dLoss/dscore per role on 96 uncued dev questions, reranker at the {when} "
+        lines += ["", f"Mean dLoss/dscore per role on {args.credit_questions} uncued dev questions, reranker at the {when} "
                   "(negative = pushed up; G-Rerank: 8 Gumbel masks; LOOP: KL to its target at 0.1):", "",
                   "| objective | " + " | ".join(roles) + " |", "|---|" + "---:|" * len(roles)]
         lines += [f"| {name} | " + " | ".join(f"{row[r]:+.4f}" for r in roles) + " |" for name, row in table.items()]
