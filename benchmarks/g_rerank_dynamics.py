@@ -237,6 +237,13 @@ def main() -> None:
     ]
     for name, row in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row.values()) + " |")
+    # every dev evaluation, not only the best: the curve is what says whether a variant plateaus
+    steps = sorted({r["step"] for log in logs.values() for r in log if "dev/Evidence@3" in r})
+    lines += ["", "Dev AllGold@3 at every evaluation (step: value):", "",
+              "| variant | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---:|" * len(steps)]
+    for name, log in logs.items():
+        at = {r["step"]: r["dev/Evidence@3"] for r in log if "dev/Evidence@3" in r}
+        lines.append(f"| {name} | " + " | ".join(f"{at[s]:.3f}" if s in at else "–" for s in steps) + " |")
     for when, table in credits.items():
         roles = list(next(iter(table.values())))
         lines += ["", f"Mean dLoss/dscore per role on {args.credit_questions} uncued dev questions, reranker at the {when} "

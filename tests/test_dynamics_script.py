@@ -20,6 +20,12 @@ CHOSEN = {"objective.settings.mask.kappa": 0.5, "objective.settings.standardize"
           "objective.settings.mask.mode": "gumbel", "optim.lr": 1e-4}  # fmt: skip
 
 
+def table_rows(text: str) -> dict[str, list[str]]:
+    """Markdown table rows by their first cell (a later table's row of the same name wins)."""
+    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    return {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines}
+
+
 def test_the_dynamics_script_trains_its_variants_and_writes_table_figures_and_credit(tmp_path):
     protocol = tmp_path / "protocol"
     prepare_data(protocol, 64, demo_spec(64))
@@ -37,8 +43,9 @@ def test_the_dynamics_script_trains_its_variants_and_writes_table_figures_and_cr
     assert done.returncode == 0, done.stderr[-3000:]
 
     text = (out / "dynamics.md").read_text()
-    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
-            for line in text.splitlines() if line.startswith("| ")}  # fmt: skip
+    summary, rest = text.split("Dev AllGold@3 at every evaluation")
+    curves, credit_text = rest.split("Mean dLoss", 1)
+    rows = table_rows(summary)
     header = rows.pop("variant")
     assert set(header[1:]) >= {"dev AllGold@3 (best)", "steps run"}
     for name in ("chosen", "drop2"):
@@ -50,8 +57,10 @@ def test_the_dynamics_script_trains_its_variants_and_writes_table_figures_and_cr
     gradients = [r["role/answer/grad_log_mask"] for r in log if "role/answer/grad_log_mask" in r]
     assert gradients and all(math.isfinite(g) for g in gradients)
     assert (out / "drop2" / "metrics.jsonl").is_file()
+    assert "| variant | 2 |" in curves and curves.count("| chosen | ") == curves.count("| drop2 | ") == 1
     # the credit tables: both objectives, the evidence roles, on 8 uncued questions, two readings
     assert text.count("on 8 uncued dev questions") == 2
+    rows = table_rows(credit_text)
     for name in ("G-Rerank", "LOOP"):
         credit = rows[name]
         assert len(credit) >= 3 and all(math.isfinite(float(c)) for c in credit[1:])
