@@ -8,6 +8,10 @@ copied by hand:
     .venv/bin/python benchmarks/protocol_trials.py \
         chain=benchmarks/results/protocol/in_progress/chain_protocol.json \
         redundant=benchmarks/results/protocol/in_progress/redundant_protocol.json
+
+``--readme README.md`` writes the table (objectives by their display names) in place of the one
+between the README's ``<!-- trial-table -->`` and ``<!-- /trial-table -->`` markers, leaving
+every other line as it was.
 """
 
 from __future__ import annotations
@@ -16,12 +20,17 @@ import argparse
 import json
 from pathlib import Path
 
+from gumbel_rerank.demo.command import OBJECTIVE_LABELS
+from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.evaluation.report import markdown_table
 from gumbel_rerank.training.protocol import trial_rows
 
+START, END = "<!-- trial-table -->", "<!-- /trial-table -->"
 
-def trials_table(states: dict[str, dict]) -> str:
-    """One row per objective and setting (objectives in their protocol order), a column per trial."""
+
+def trials_table(states: dict[str, dict], names: dict[str, str] | None = None) -> str:
+    """One row per objective and setting (objectives in their protocol order), a column per
+    trial; ``names`` maps an objective's label to the name a row shows."""
     per_setting = {name: trial_rows(state, f", {name}") for name, state in states.items()}
     labels = list(dict.fromkeys(label for state in states.values() for label in state["objectives"]))
     rows = {}
@@ -29,14 +38,26 @@ def trials_table(states: dict[str, dict]) -> str:
         for name in states:
             row = per_setting[name].get(f"{label}, {name}")
             if row is not None:
-                rows[f"{label}, {name}"] = row
+                rows[f"{(names or {}).get(label, label)}, {name}"] = row
     trials = max(state["budget"]["trials"] for state in states.values())
     return markdown_table(rows, [f"trial {i + 1}" for i in range(trials)], label="objective")
+
+
+def replace_table(readme: Path, table: str) -> None:
+    """Write ``table`` between the markers of ``readme`` (atomically; nothing else changes)."""
+    text = readme.read_text()
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise SystemExit(f"{readme}: needs one {START} line before one {END} line around the trial table")
+    head, rest = text.split(START)
+    tail = rest.split(END)[1]
+    # blank lines around the table: Markdown then reads it as a table, not as part of the markers
+    write_atomic(readme, f"{head}{START}\n\n{table}\n\n{END}{tail}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("states", nargs="+", metavar="SETTING=PROTOCOL_JSON")
+    parser.add_argument("--readme", type=Path, help="replace the table between this file's markers")
     args = parser.parse_args()
     states = {}
     for item in args.states:
@@ -44,7 +65,10 @@ def main() -> None:
         if not sep:
             parser.error(f"{item!r}: give SETTING=PROTOCOL_JSON")
         states[name] = json.loads(Path(path).read_text())
-    print(trials_table(states))
+    if args.readme is None:
+        print(trials_table(states))
+    else:
+        replace_table(args.readme, trials_table(states, OBJECTIVE_LABELS))
 
 
 if __name__ == "__main__":

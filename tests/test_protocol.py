@@ -378,6 +378,20 @@ def test_the_trial_table_script_prints_every_trial_of_every_setting(tmp_path):
     assert "**0.750** at step 150 (lr=0.01)" in lines[2] and "**0.500** at step 50 (lr=1.0)" in lines[3]
     assert "NaN at step 100" in lines[3] and lines[4].endswith("| – | – |")
 
+    # --readme: the table between the markers, rows by display name; every other line kept
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\nbefore\n<!-- trial-table -->\nold table\n<!-- /trial-table -->\nafter\n")
+    command = [sys.executable, "benchmarks/protocol_trials.py", f"a={tmp_path / 'a.json'}", "--readme", str(readme)]
+    for _ in range(2):  # a second run rewrites the same
+        subprocess.run(command, cwd=root, capture_output=True, text=True, check=True)
+        text = readme.read_text()
+        assert text.startswith("# Title\n\nbefore\n<!-- trial-table -->\n\n| objective |")
+        assert text.endswith("|\n\n<!-- /trial-table -->\nafter\n")
+        assert "old table" not in text and "| LOOP, a | " in text and "| LCE, a | " in text
+    readme.write_text("no markers\n")
+    refused = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    assert refused.returncode != 0 and str(readme) in refused.stderr and readme.read_text() == "no markers\n"
+
 
 def test_the_code_commit_names_the_last_change_to_the_package():
     """Results committed while a protocol runs move HEAD, not the code: the commit recorded

@@ -52,7 +52,7 @@ DEMO_TEST_QUESTIONS = DemoSpec.n_test
 #: bridge tells the answer passage from the wrong chain, each with and without the bridge.
 DEMO_CONTEXTS = ("all", "all_but_bridge", "hard", "hard_but_bridge", "triple", "triple_but_bridge")
 #: Display names of the compared objectives (the compare run folders are named by objective).
-OBJECTIVE_LABELS = {"pdist": "PDist", "emdr2": "EMDR2", "loop": "LOOP", "adist": "ADist", "gumbel": "G-Rerank"}
+OBJECTIVE_LABELS = {"pdist": "PDist", "emdr2": "EMDR2", "loop": "LOOP", "adist": "ADist", "gumbel": "G-Rerank", "lce": "LCE"}
 #: What the full, dev-tuned comparison found on the demo's data (README "Which objective wins";
 #: benchmarks/results/protocol/), printed under the demo's table so its two rows are not read
 #: as the ranking of every objective.
