@@ -1,0 +1,73 @@
+"""The demo's table at several seeds, each a fresh ``gumbel-rerank demo --run.seed=S`` run, with
+every stage's seconds and the mean +- standard deviation over the seeds: the source of the
+README's demo tables (same config and seed give the same weights, so a re-run reproduces them).
+
+    python benchmarks/demo_seeds.py --out /tmp/demo-seeds --seeds 0 1 2 [--note "beside two jobs"]
+
+Writes ``results/demo_seeds.md``. Times are only comparable when nothing else ran (say so with
+``--note`` otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+from _results import publish
+from demo_compile_time import run_demo
+
+RESULTS = Path(__file__).resolve().parent / "results" / "demo_seeds.md"
+
+
+def table_lines(columns: list[str], rows: dict[str, list[str]]) -> list[str]:
+    """A markdown table: ``rows`` maps a ranking to its formatted cells."""
+    lines = ["| ranking | " + " | ".join(columns) + " |", "|---|" + "---:|" * len(columns)]
+    return lines + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items()] + [""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="scratch folder for the demo runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--note", default="nothing else running", help="what else ran on the machine")
+    parser.add_argument("--results", default=str(RESULTS), help="markdown file to write ('' = print only)")
+    args = parser.parse_args()
+    results = {seed: run_demo(args.out / f"seed-{seed}", [], seed) for seed in args.seeds}
+    first = next(iter(results.values()))
+    columns = list(next(iter(first["table"].values())))
+    stages = list(first["stage_seconds"])
+    lines = [
+        "# The demo at several seeds",
+        "",
+        f"Command: `python benchmarks/demo_seeds.py --out {args.out} --seeds {' '.join(map(str, args.seeds))}`",
+        f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs; {args.note}; "
+        f"threads: {os.environ.get('OMP_NUM_THREADS', 'torch default')}.",
+        "",
+        "| seed | demo seconds | " + " | ".join(f"{s} s" for s in stages) + " |",
+        "|---:|---:|" + "---:|" * len(stages),
+    ]
+    lines += [
+        f"| {seed} | {r['seconds']:.0f} | " + " | ".join(f"{r['stage_seconds'][s]:.0f}" for s in stages) + " |"
+        for seed, r in results.items()
+    ]
+    lines.append("")
+    for seed, result in results.items():
+        rows = {name: [f"{v:.3f}" for v in values.values()] for name, values in result["table"].items()}
+        lines += [f"Seed {seed}:", "", *table_lines(columns, rows)]
+    if len(results) > 1:
+        rows = {}
+        for name in first["table"]:
+            cells = []
+            for column in columns:
+                values = [r["table"][name][column] for r in results.values()]
+                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
+            rows[name] = cells
+        lines += [f"Mean ± standard deviation over seeds {', '.join(map(str, results))}:", "", *table_lines(columns, rows)]
+    publish(lines, args.results)
+
+
+if __name__ == "__main__":
+    main()
