@@ -28,22 +28,17 @@ def table_lines(columns: list[str], rows: dict[str, list[str]]) -> list[str]:
     return lines + [f"| {name} | " + " | ".join(cells) + " |" for name, cells in rows.items()] + [""]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="scratch folder for the demo runs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--note", default="nothing else running", help="what else ran on the machine")
-    parser.add_argument("--results", default=str(RESULTS), help="markdown file to write ('' = print only)")
-    args = parser.parse_args()
-    results = {seed: run_demo(args.out / f"seed-{seed}", [], seed) for seed in args.seeds}
+def results_lines(results: dict[int, dict], command: str, note: str) -> list[str]:
+    """The results markdown of demo runs (seed -> the run's ``report/demo.json``): a time row
+    per seed, each seed's table, and mean ± sample standard deviation per cell (two seeds or more)."""
     first = next(iter(results.values()))
     columns = list(next(iter(first["table"].values())))
     stages = list(first["stage_seconds"])
     lines = [
         "# The demo at several seeds",
         "",
-        f"Command: `python benchmarks/demo_seeds.py --out {args.out} --seeds {' '.join(map(str, args.seeds))}`",
-        f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs; {args.note}; "
+        f"Command: `{command}`",
+        f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} CPUs; {note}; "
         f"threads: {os.environ.get('OMP_NUM_THREADS', 'torch default')}.",
         "",
         "| seed | demo seconds | " + " | ".join(f"{s} s" for s in stages) + " |",
@@ -60,13 +55,22 @@ def main() -> None:
     if len(results) > 1:
         rows = {}
         for name in first["table"]:
-            cells = []
-            for column in columns:
-                values = [r["table"][name][column] for r in results.values()]
-                cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}")
-            rows[name] = cells
+            values = {c: [r["table"][name][c] for r in results.values()] for c in columns}
+            rows[name] = [f"{statistics.mean(v):.3f} ± {statistics.stdev(v):.3f}" for v in values.values()]
         lines += [f"Mean ± standard deviation over seeds {', '.join(map(str, results))}:", "", *table_lines(columns, rows)]
-    publish(lines, args.results)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="scratch folder for the demo runs")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--note", default="nothing else running", help="what else ran on the machine")
+    parser.add_argument("--results", default=str(RESULTS), help="markdown file to write ('' = print only)")
+    args = parser.parse_args()
+    results = {seed: run_demo(args.out / f"seed-{seed}", [], seed) for seed in args.seeds}
+    command = f"python benchmarks/demo_seeds.py --out {args.out} --seeds {' '.join(map(str, args.seeds))}"
+    publish(results_lines(results, command, args.note), args.results)
 
 
 if __name__ == "__main__":

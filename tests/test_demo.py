@@ -201,3 +201,23 @@ def test_the_recipes_take_every_setting_the_protocol_chose_on_dev(tmp_path):
             for key, value in chosen[objective.name].items():
                 if key.startswith("objective.settings."):
                     assert settings[key] == value, (objective.name, key, settings.get(key), value)
+
+
+def test_the_demo_seeds_benchmark_writes_each_seed_and_the_mean_over_seeds(monkeypatch):
+    """benchmarks/demo_seeds.py's markdown from two demo reports: a time row and a table per
+    seed, and per cell the mean ± sample standard deviation over the seeds."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from demo_seeds import results_lines
+
+    def report(allgold: float, seconds: float) -> dict:
+        table = {"BM25 (incoming order)": {"AllGold@3": 0.25, "EM@3": 0.5}, "G-Rerank": {"AllGold@3": allgold, "EM@3": 0.5}}
+        return {"table": table, "seconds": seconds, "stage_seconds": {"training": seconds - 10, "evaluation": 10.0}}
+
+    text = "\n".join(results_lines({1: report(0.4, 100.0), 2: report(0.2, 120.0)}, "python x", "alone"))
+    assert "| 1 | 100 | 90 | 10 |" in text and "| 2 | 120 | 110 | 10 |" in text
+    seed1, seed2 = text.split("Seed 1:")[1].split("Seed 2:")
+    assert "| G-Rerank | 0.400 | 0.500 |" in seed1 and "| G-Rerank | 0.200 | 0.500 |" in seed2
+    mean = text.split("Mean ± standard deviation over seeds 1, 2:")[1]
+    assert "| G-Rerank | 0.300 ± 0.141 | 0.500 ± 0.000 |" in mean  # sample std of 0.4 and 0.2
+    one = "\n".join(results_lines({0: report(0.4, 100.0)}, "python x", "alone"))
+    assert "Mean" not in one and "Seed 0:" in one
