@@ -1,6 +1,7 @@
 """The demo's table at several seeds, each a fresh ``gumbel-rerank demo --run.seed=S`` run, with
 every stage's seconds and the mean +- standard deviation over the seeds: the source of the
-README's demo tables (same config and seed give the same weights, so a re-run reproduces them).
+README's demo tables (same config, seed and thread count give the same weights, so a re-run at
+the same thread count reproduces them; bf16 rounding moves with the thread count).
 
     python benchmarks/demo_seeds.py --out /tmp/demo-seeds --seeds 0 1 2 [--note "beside two jobs"]
 

@@ -5,7 +5,9 @@ and judged on dev only (issue 19).
     python benchmarks/g_rerank_dynamics.py --protocol runs/protocol-chain --out runs/dynamics
 
 Further ``--section.key=value`` arguments override the protocol's recipe (e.g. a shorter cap
-``--optim.max_steps=100``; ``tests/test_dynamics_script.py`` runs it that way in seconds).
+``--optim.max_steps=100``; ``tests/test_dynamics_script.py`` runs it that way in seconds). With
+overrides the ``chosen`` variant is trained afresh under ``--out`` instead of read from the
+protocol's trial folder; a key the chosen trial or a variant sets is refused (it would not apply).
 
 Reads the chosen G-Rerank setting from the protocol's ``protocol.json`` (dev-chosen; no test
 number is read), trains each variant below with the protocol's budget and seed 0 (resumable,
@@ -110,13 +112,14 @@ def plot_losses(logs: dict[str, list[dict]], path: Path) -> None:
     write_atomic(path, png_bytes(figure))
 
 
-def credit(cfg, objective, settings: dict, model_dir: Path, dev: Path, questions: int = 96, draws: int = 8) -> dict[str, dict[str, float]]:
+def credit(cfg, objective, settings: dict, model_dir: Path, dev: Path, questions: int = 96, draws: int = 8) -> tuple[dict[str, dict[str, float]], int]:
     """Who gets credit on uncued dev questions, from the reranker in ``model_dir``: per role, the
     mean gradient of G-Rerank's loss (over ``draws`` Gumbel masks) and of LOOP's KL (target
     temperature 0.1, student 1, as in the protocol's LOOP grid) with respect to each passage's
     score; negative = that passage is pushed up. Uncued questions only: there the answer
     passage and the wrong chain read the same to a pointwise reranker, so what one gets the
-    other gets too through their shared features."""
+    other gets too through their shared features. Returns (objective -> role -> mean, the number
+    of questions read: at most ``questions``, fewer when dev has fewer uncued ones)."""
     import torch
 
     from gumbel_rerank.demo.reading_check import read_demo_records
@@ -159,7 +162,19 @@ def credit(cfg, objective, settings: dict, model_dir: Path, dev: Path, questions
                 role = ROLE_GROUPS.get(passage["role"], "rest")
                 for name in grads:
                     sums[name].setdefault(role, []).append(float(grads[name][row, i]))
-    return {name: {role: statistics.mean(values) for role, values in by_role.items()} for name, by_role in sums.items()}
+    means = {name: {role: statistics.mean(values) for role, values in by_role.items()} for name, by_role in sums.items()}
+    return means, len(records)
+
+
+def refuse_ignored_overrides(parser: argparse.ArgumentParser, overrides: list[str], chosen: dict) -> None:
+    """A usage error for an override the runs would not take: a key the chosen trial or a
+    variant sets (they win over the recipe), or ``run.patience`` (the protocol's
+    ``tune.patience`` sets it); the results file would otherwise name an override that did nothing."""
+    fixed = set(chosen) | {key for variant in VARIANTS.values() for key in variant} | {"run.patience"}
+    for item in overrides:
+        key = item.removeprefix("--").split("=", 1)[0]
+        if key in fixed:
+            parser.error(f"{item}: the chosen trial or a variant sets {key} (use tune.patience for the patience)")
 
 
 def main() -> None:
@@ -187,14 +202,18 @@ def main() -> None:
         values = [t["best_dev"] if t["best_dev"] is not None else float("-inf") for t in record["trials"]]
         record["chosen"] = values.index(max(values))
     chosen = record["trials"][record["chosen"]]["settings"]
+    refuse_ignored_overrides(parser, overrides, chosen)
     reader = REDUNDANT_READER if args.setting == "redundant" else SHIPPED_READER
     # the protocol's own data folder and budget: the same dev questions, the same cap
     cfg = compare_config(args.protocol, reader, overrides, PROTOCOL_RECIPE)
     select_objectives(cfg, ["gumbel"])
     objective = cfg.compare.objectives[0]
     rows, logs = {}, {}
+    # the chosen setting is the tuning run itself, unless overrides make it another run: that one
+    # is trained beside the variants, never into (or over) the protocol's own trial folder
+    chosen_dir = args.out / "chosen" if overrides else args.protocol / "tune" / "gumbel" / f"trial-{record['chosen']}"
     for name in args.variants:
-        folder = args.protocol / "tune" / "gumbel" / f"trial-{record['chosen']}" if name == "chosen" else args.out / name
+        folder = chosen_dir if name == "chosen" else args.out / name
         settings = {**chosen, **VARIANTS[name]}
         extra = {k: v for k, v in settings.items() if k == "eval.allow_other_k"}
         settings = {k: v for k, v in settings.items() if k not in extra}
@@ -220,16 +239,16 @@ def main() -> None:
     plot_losses(logs, args.figures / f"dynamics_{args.setting}_losses.png")
     credits = {}
     if args.credit:
-        chosen_dir = args.protocol / "tune" / "gumbel" / f"trial-{record['chosen']}"
         for when, model in (("start (untrained head)", cfg.reranker.path), ("after training (chosen run's best dev point)", chosen_dir / "model")):
             credits[when] = credit(cfg, objective, chosen, Path(model), Path(cfg.data.dev), args.credit_questions)
+    budget = "the protocol's budget" if not overrides else "the protocol's budget with the overrides above"
     lines = [
         f"# G-Rerank dynamics on the demo data ({args.setting})",
         "",
         f"Command: `python benchmarks/g_rerank_dynamics.py --protocol {args.protocol} --out {args.out} --setting {args.setting}"
         f"{''.join(' ' + o for o in overrides)}`; "
-        f"{time.strftime('%Y-%m-%d')}. Chosen setting (dev, protocol): `{json.dumps(chosen)}`. Seed {cfg.run.seed}, the "
-        f"protocol's budget (at most {cfg.optim.max_steps} steps, dev every {cfg.run.eval_every}, patience "
+        f"{time.strftime('%Y-%m-%d')}. Chosen setting (dev, protocol): `{json.dumps(chosen)}`. Seed {cfg.run.seed}, "
+        f"{budget} (at most {cfg.optim.max_steps} steps, dev every {cfg.run.eval_every}, patience "
         f"{cfg.tune.patience}), {cfg.data.dev_subset} dev questions. Dev only: no test question is read.",
         "",
         "| variant | " + " | ".join(next(iter(rows.values()))) + " |",
@@ -244,9 +263,9 @@ def main() -> None:
     for name, log in logs.items():
         at = {r["step"]: r["dev/Evidence@3"] for r in log if "dev/Evidence@3" in r}
         lines.append(f"| {name} | " + " | ".join(f"{at[s]:.3f}" if s in at else "–" for s in steps) + " |")
-    for when, table in credits.items():
+    for when, (table, asked) in credits.items():
         roles = list(next(iter(table.values())))
-        lines += ["", f"Mean dLoss/dscore per role on {args.credit_questions} uncued dev questions, reranker at the {when} "
+        lines += ["", f"Mean dLoss/dscore per role on {asked} uncued dev questions, reranker at the {when} "
                   "(negative = pushed up; G-Rerank: 8 Gumbel masks; LOOP: KL to its target at 0.1):", "",
                   "| objective | " + " | ".join(roles) + " |", "|---|" + "---:|" * len(roles)]
         lines += [f"| {name} | " + " | ".join(f"{row[r]:+.4f}" for r in roles) + " |" for name, row in table.items()]

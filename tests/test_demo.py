@@ -203,7 +203,7 @@ def test_the_recipes_take_every_setting_the_protocol_chose_on_dev(tmp_path):
                     assert settings[key] == value, (objective.name, key, settings.get(key), value)
 
 
-def test_the_demo_seeds_benchmark_writes_each_seed_and_the_mean_over_seeds(monkeypatch):
+def test_the_demo_seeds_markdown_has_each_seed_and_the_mean_over_seeds(monkeypatch):
     """benchmarks/demo_seeds.py's markdown from two demo reports: a time row and a table per
     seed, and per cell the mean ± sample standard deviation over the seeds."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gumbel_rerank.demo.command import demo_spec, prepare_data
+import pytest
+
+from gumbel_rerank.demo.command import SHIPPED_READER, demo_spec, prepare_data
 from gumbel_rerank.evaluation.report import read_metrics_log
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +28,8 @@ def table_rows(text: str) -> dict[str, list[str]]:
     return {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in lines}
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHIPPED_READER / "config.json").is_file(), reason="no shipped reader")
 def test_the_dynamics_script_trains_its_variants_and_writes_table_figures_and_credit(tmp_path):
     protocol = tmp_path / "protocol"
     prepare_data(protocol, 64, demo_spec(64))
@@ -51,9 +55,11 @@ def test_the_dynamics_script_trains_its_variants_and_writes_table_figures_and_cr
     for name in ("chosen", "drop2"):
         row = dict(zip(header, rows[name], strict=True))
         assert row["steps run"] == "2" and 0.0 <= float(row["dev AllGold@3 (best)"]) <= 1.0
-    assert "--optim.max_steps=2" in text and json.dumps(CHOSEN) in text  # the command and the chosen trial
-    # the chosen variant trains in the chosen trial's own folder; drop2 in the output folder
-    log = read_metrics_log(protocol / "tune" / "gumbel" / "trial-1" / "metrics.jsonl")
+    assert "--optim.max_steps=2" in text and json.dumps(CHOSEN) in text and "with the overrides above" in text
+    # with overrides the chosen setting is another run: trained beside the variants, never in
+    # the protocol's trial folder (a resumed protocol would refuse that folder's settings)
+    assert not (protocol / "tune").exists()
+    log = read_metrics_log(out / "chosen" / "metrics.jsonl")
     gradients = [r["role/answer/grad_log_mask"] for r in log if "role/answer/grad_log_mask" in r]
     assert gradients and all(math.isfinite(g) for g in gradients)
     assert (out / "drop2" / "metrics.jsonl").is_file()
@@ -67,3 +73,7 @@ def test_the_dynamics_script_trains_its_variants_and_writes_table_figures_and_cr
     assert {"bridge", "answer"} <= set(rows["objective"])
     for name in ("chain_chosen", "chain_drop2", "chain_losses"):
         assert (figures / f"dynamics_{name}.png").stat().st_size > 0
+
+    # an override the runs would not take (the chosen trial sets the rate) is a usage error
+    ignored = subprocess.run(command + ["--optim.lr=0.5"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert ignored.returncode == 2 and "--optim.lr=0.5: the chosen trial or a variant sets optim.lr" in ignored.stderr
