@@ -20,12 +20,11 @@ import argparse
 import json
 from pathlib import Path
 
+from _results import replace_marked
+
 from gumbel_rerank.demo.command import OBJECTIVE_LABELS
-from gumbel_rerank.durable import write_atomic
 from gumbel_rerank.evaluation.report import markdown_table
 from gumbel_rerank.training.protocol import trial_rows
-
-START, END = "<!-- trial-table -->", "<!-- /trial-table -->"
 
 
 def trials_table(states: dict[str, dict], names: dict[str, str] | None = None) -> str:
@@ -43,17 +42,6 @@ def trials_table(states: dict[str, dict], names: dict[str, str] | None = None) -
     return markdown_table(rows, [f"trial {i + 1}" for i in range(trials)], label="objective")
 
 
-def replace_table(readme: Path, table: str) -> None:
-    """Write ``table`` between the markers of ``readme`` (atomically; nothing else changes)."""
-    text = readme.read_text()
-    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
-        raise SystemExit(f"{readme}: needs one {START} line before one {END} line around the trial table")
-    head, rest = text.split(START)
-    tail = rest.split(END)[1]
-    # blank lines around the table: Markdown then reads it as a table, not as part of the markers
-    write_atomic(readme, f"{head}{START}\n\n{table}\n\n{END}{tail}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("states", nargs="+", metavar="SETTING=PROTOCOL_JSON")
@@ -68,7 +56,7 @@ def main() -> None:
     if args.readme is None:
         print(trials_table(states))
     else:
-        replace_table(args.readme, trials_table(states, OBJECTIVE_LABELS))
+        replace_marked(args.readme, "trial-table", trials_table(states, OBJECTIVE_LABELS))
 
 
 if __name__ == "__main__":

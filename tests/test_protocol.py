@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -65,7 +66,7 @@ def test_trials_are_seeded_distinct_draws_of_equal_number_for_every_objective(wo
         draw_trials(too_many, "lce", too_many.compare.objectives[2])
 
 
-def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, tmp_path):
+def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, tmp_path, monkeypatch):
     """The test file is absent while every trial trains: the protocol chooses every setting,
     gets to the final runs and stops there naming the file. Restored, the rerun trains no
     trial again, trains the final runs, and reads the test questions once per final run."""
@@ -118,6 +119,14 @@ def test_tuning_never_reads_the_test_questions_and_the_test_is_read_once(world, 
     chosen = state["objectives"]["loop"]["chosen"]
     trial_cells = text.split("Every tuning trial")[1].split("| loop |")[1].splitlines()[0].split(" | ")
     assert trial_cells[chosen].strip(" |").startswith("**") and "tau_target=" in trial_cells[0]
+
+    # the README's tables are read from this report: quality and compute, not the trial table
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from protocol_readme import report_tables
+
+    quality, compute = report_tables(out / "protocol.md")
+    assert [line.split(" | ")[0] for line in quality[2:]] == ["| incoming order (BM25)", "| untrained reranker", "| G-Rerank", "| LOOP", "| LCE"]
+    assert "| reader passes / question |" in compute[0] and len(compute) == 2 + 3
     reports = {p: p.stat().st_mtime_ns for p in out.glob("eval/**/report.json")}
     assert len(reports) == 1 + 3 * 2
     assert main(["compare", "--tune", "--config", str(cfg), "--out", str(out)]) == 0
@@ -391,6 +400,40 @@ def test_the_trial_table_script_prints_every_trial_of_every_setting(tmp_path):
     readme.write_text("no markers\n")
     refused = subprocess.run(command, cwd=root, capture_output=True, text=True)
     assert refused.returncode != 0 and str(readme) in refused.stderr and readme.read_text() == "no markers\n"
+
+
+def test_the_readme_tables_script_puts_each_setting_and_one_compute_table_between_markers(tmp_path):
+    """benchmarks/protocol_readme.py on the committed finished reports: each setting's quality
+    table and one compute table with a setting column go between the README's markers, rows by
+    display name, every other line kept; a missing marker or a report without tables is refused
+    naming the file, and the README is left as it was."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    results = root / "benchmarks" / "results" / "protocol"
+    readme = tmp_path / "README.md"
+    marked = "".join(f"<!-- {m} -->\nold\n<!-- /{m} -->\ntext {m}\n" for m in ("protocol-results:chain", "protocol-results:redundant", "protocol-compute"))
+    readme.write_text(marked)
+    command = [sys.executable, "benchmarks/protocol_readme.py", f"chain={results / 'chain_protocol.md'}",
+               f"redundant={results / 'redundant_protocol.md'}", "--readme", str(readme)]  # fmt: skip
+    subprocess.run(command, cwd=root, capture_output=True, text=True, check=True)
+    text = readme.read_text()
+    assert "old" not in text and all(f"text {m}" in text for m in ("protocol-results:chain", "protocol-compute"))
+    chain = text.split("<!-- protocol-results:chain -->")[1].split("<!-- /protocol-results:chain -->")[0]
+    assert "| incoming order (BM25) | 0.184 |" in chain and "| LOOP | 0.996 ± 0.000 |" in chain and "| loop |" not in chain
+    compute = text.split("<!-- protocol-compute -->")[1].split("<!-- /protocol-compute -->")[0].strip().splitlines()
+    assert compute[0].startswith("| objective | setting | reader passes / question |")
+    assert [line.split(" | ")[:2] for line in compute[2:]] == [["| G-Rerank", "chain"], ["| LOOP", "chain"], ["| G-Rerank", "redundant"], ["| LOOP", "redundant"]]
+
+    readme.write_text("no markers\n")
+    refused = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    assert refused.returncode != 0 and "needs one <!-- protocol-results:chain --> line" in refused.stderr
+    assert readme.read_text() == "no markers\n"
+    (tmp_path / "empty.md").write_text("# nothing\n")
+    refused = subprocess.run([*command[:2], f"chain={tmp_path / 'empty.md'}"], cwd=root, capture_output=True, text=True)
+    assert refused.returncode != 0 and "empty.md: no '| ranking |' quality table" in refused.stderr
 
 
 def test_the_code_commit_names_the_last_change_to_the_package():
