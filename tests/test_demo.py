@@ -4,6 +4,7 @@ reader (fewer questions and steps) that must improve the reranker, deterministic
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,40 @@ def test_the_demo_seeds_markdown_has_each_seed_and_the_mean_over_seeds(monkeypat
     assert "| G-Rerank | 0.300 ± 0.141 | 0.500 ± 0.000 |" in mean  # sample std of 0.4 and 0.2
     one = "\n".join(results_lines({0: report(0.4, 100.0)}, "python x", "alone"))
     assert "Mean" not in one and "Seed 0:" in one
+
+
+def test_the_top_k_anatomy_benchmark_counts_roles_in_each_top_k(tmp_path, monkeypatch):
+    """benchmarks/top_k_anatomy.py: each column's share on all / cued / uncued questions from
+    the roles in each top k (hand-made top sets), and end to end on two demo-shaped records
+    with the MiniLM reranker: a top k of k distinct passages of the question, one row per model."""
+    import subprocess
+    import sys
+
+    from gumbel_rerank.demo.command import minilm_directory
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from top_k_anatomy import shares
+
+    records = [{"answer_cued": True}, {"answer_cued": False}]
+    tops = [{"bridge", "bridge:restated", "answer"}, {"bridge:restated", "distractor:linked_attribute", "distractor:entity_trap"}]
+    row = shares(tops, records)
+    assert row["Evidence"] == "0.500 / 1.000 / 0.000" and row["bridge (either)"] == "1.000 / 1.000 / 1.000"
+    assert row["both bridge statements"] == "0.500 / 1.000 / 0.000" and row["wrong chain"] == "0.500 / 0.000 / 1.000"
+
+    roles = ["bridge", "bridge:restated", "answer", "distractor:linked_attribute", "distractor:entity_trap"]
+    dev = tmp_path / "dev.jsonl"
+    dev.write_text("".join(
+        json.dumps({"id": f"q{i}", "question": "which color does the coach of ruloni like best ?", "answer_cued": bool(i),
+                    "ctxs": [{"title": "", "text": f"passage {role} {i}", "role": role} for role in roles]}) + "\n"
+        for i in range(2)
+    ))  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/top_k_anatomy.py", "--dev", str(dev), f"MiniLM={minilm_directory()}", "--results", str(tmp_path / "a.md")],
+        cwd=root, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (tmp_path / "a.md").read_text()
+    assert "2 dev questions (1 cued, 1 uncued)" in table
+    cells = next(line for line in table.splitlines() if line.startswith("| MiniLM |")).strip("|").split("|")[1:]
+    assert len(cells) == 6 and all(len(c.split(" / ")) == 3 for c in cells)
