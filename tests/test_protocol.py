@@ -436,6 +436,24 @@ def test_the_readme_tables_script_puts_each_setting_and_one_compute_table_betwee
     assert refused.returncode != 0 and "empty.md: no '| ranking |' quality table" in refused.stderr
 
 
+def test_the_repro_script_takes_a_trial_or_a_final_run_and_reads_every_dev_point(tmp_path, monkeypatch):
+    """benchmarks/protocol_repro.py: a tuning trial (0-based) trains with the tuning seed and its
+    own settings; a final run with its seed and the chosen trial's settings; a state without
+    that final run is refused naming it; the dev curve is read from metrics.jsonl in order."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from protocol_repro import dev_curve, recorded_run
+
+    trials = [{"settings": {"optim.lr": 0.1}, "curve": [[50, 0.1]]}, {"settings": {"optim.lr": 0.2}, "curve": [[50, 0.2]]}]
+    state = {"budget": {"tuning_seed": 0}, "objectives": {"loop": {"trials": trials, "chosen": 1, "finals": {"3": {"curve": [[50, 0.3], [100, 0.4]]}}}}}
+    assert recorded_run(state, "loop", 0, None) == ("trial 1", {"optim.lr": 0.1}, 0, [[50, 0.1]])
+    assert recorded_run(state, "loop", None, 3) == ("final seed 3", {"optim.lr": 0.2}, 3, [[50, 0.3], [100, 0.4]])
+    with pytest.raises(KeyError, match="no final run with seed 2"):
+        recorded_run(state, "loop", None, 2)
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps(r) + "\n" for r in ({"step": 10, "loss": 1.0}, {"step": 50, "dev/M": 0.5}, {"step": 100, "dev/M": 0.25})))
+    assert dev_curve(log, "M") == [(50, 0.5), (100, 0.25)] and dev_curve(tmp_path / "none.jsonl", "M") == []
+
+
 def test_the_code_commit_names_the_last_change_to_the_package():
     """Results committed while a protocol runs move HEAD, not the code: the commit recorded
     is the package's last change, so such commits do not read as a change of code."""
