@@ -58,6 +58,9 @@ def environment_report() -> dict[str, str]:
     else:
         # bf16 matmuls run on CPU (slowly); DeepSpeed fp16 does not, so bf16 is the CPU choice
         report["bf16 supported"] = "True (cpu)"
+    # what the reranker's autocast "auto" decides: bf16 arithmetic only where the CPU has it
+    # natively, fp32 elsewhere; so a run's numbers depend on it and its versions file says it
+    report["cpu native bf16"] = str(native_bf16(torch.device("cpu")))
     report["cpu threads"] = str(torch.get_num_threads())
     return report
 

@@ -18,6 +18,7 @@ from small_disk import run_on_a_small_disk
 from tiny_world import assert_trained_alike, build_world
 
 from gumbel_rerank.cli import main
+from gumbel_rerank.envinfo import native_bf16
 from gumbel_rerank.training.loop import GlobalBatchSampler
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +55,8 @@ def test_train_writes_run_folder_logs_and_checkpoints(world, tmp_path):
     assert (out / "checkpoints" / "latest").read_text() == "step-0000006"
     versions = json.loads((out / "versions.json").read_text())
     assert versions["git commit"] and versions["torch"] == torch.__version__
+    # the reranker's autocast "auto" runs bf16 only on a CPU with native bf16: the run says which
+    assert versions["cpu native bf16"] == str(native_bf16(torch.device("cpu")))
     assert json.loads((out / "reader.json").read_text())["legacy_bias_used"] is False
     assert "objective:" in (out / "config.yaml").read_text()
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
