@@ -261,7 +261,7 @@ def main() -> None:
     lines += ["", "Dev AllGold@3 at every evaluation (step: value):", "",
               "| variant | " + " | ".join(str(s) for s in steps) + " |", "|---|" + "---:|" * len(steps)]
     for name, log in logs.items():
-        at = {r["step"]: r["dev/Evidence@3"] for r in log if "dev/Evidence@3" in r}
+        at = dict(zip(*curve(log, "dev/Evidence@3"), strict=True))
         lines.append(f"| {name} | " + " | ".join(f"{at[s]:.3f}" if s in at else "–" for s in steps) + " |")
     for when, (table, asked) in credits.items():
         roles = list(next(iter(table.values())))

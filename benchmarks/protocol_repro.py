@@ -35,27 +35,21 @@ from _results import publish
 from gumbel_rerank.demo.command import demo_spec, prepare_data
 from gumbel_rerank.demo.compare import PROTOCOL_RECIPE, compare_config
 from gumbel_rerank.demo.reader_recipe import REDUNDANT, REDUNDANT_READER, SHIPPED_READER
+from gumbel_rerank.evaluation.report import read_metrics_log
 from gumbel_rerank.training.protocol import run_config
 from gumbel_rerank.training.train_reranker import run_train
 
 
-def first_dev_value(log: Path, metric: str) -> tuple[int, float] | None:
-    """(step, value) of the first dev evaluation in a run's metrics.jsonl, if there is one."""
-    if not log.is_file():
-        return None
-    for line in log.read_text().splitlines():
-        record = json.loads(line)
-        if f"dev/{metric}" in record:
-            return record["step"], record[f"dev/{metric}"]
-    return None
-
-
 def dev_curve(log: Path, metric: str) -> list[tuple[int, float]]:
-    """Every (step, value) of the dev metric in a run's metrics.jsonl."""
+    """Every (step, value) of the dev metric in a run's metrics.jsonl (none before it exists)."""
     if not log.is_file():
         return []
-    records = (json.loads(line) for line in log.read_text().splitlines())
-    return [(r["step"], r[f"dev/{metric}"]) for r in records if f"dev/{metric}" in r]
+    return [(r["step"], r[f"dev/{metric}"]) for r in read_metrics_log(log) if f"dev/{metric}" in r]
+
+
+def first_dev_value(log: Path, metric: str) -> tuple[int, float] | None:
+    """(step, value) of the first dev evaluation in a run's metrics.jsonl, if there is one."""
+    return next(iter(dev_curve(log, metric)), None)
 
 
 def recorded_run(state: dict, label: str, trial: int | None, final: int | None) -> tuple[str, dict, int, list]:
