@@ -6,8 +6,8 @@ prints the table from the states (``protocol.json``, finished or in progress), s
 copied by hand:
 
     .venv/bin/python benchmarks/protocol_trials.py \
-        chain=benchmarks/results/protocol/in_progress/chain_protocol.json \
-        redundant=benchmarks/results/protocol/in_progress/redundant_protocol.json
+        chain=benchmarks/results/protocol/chain_protocol.json \
+        redundant=benchmarks/results/protocol/redundant_protocol.json
 
 ``--readme README.md`` writes the table (objectives by their display names) in place of the one
 between the README's ``<!-- trial-table -->`` and ``<!-- /trial-table -->`` markers, leaving

@@ -186,13 +186,9 @@ def test_the_recipes_take_every_setting_the_protocol_chose_on_dev(tmp_path):
 
     results = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "protocol"
     chosen = {}
-    for name in ("chain_protocol.json", "in_progress/chain_protocol.json"):  # the later state wins
-        path = results / name
-        if path.is_file():
-            for label, record in json.loads(path.read_text())["objectives"].items():
-                if "chosen" in record:
-                    chosen[label] = record["trials"][record["chosen"]]["settings"]
-    assert {"gumbel", "pdist", "loop"} <= set(chosen), sorted(chosen)
+    for label, record in json.loads((results / "chain_protocol.json").read_text())["objectives"].items():
+        chosen[label] = record["trials"][record["chosen"]]["settings"]
+    assert set(chosen) == {"gumbel", "pdist", "loop", "emdr2", "adist", "lce"}, sorted(chosen)
     for cfg in (demo_config(tmp_path), compare_config(tmp_path)):
         assert cfg.optim.lr == chosen["gumbel"]["optim.lr"]
         for objective in cfg.compare.objectives:

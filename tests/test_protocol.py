@@ -425,7 +425,8 @@ def test_the_readme_tables_script_puts_each_setting_and_one_compute_table_betwee
     assert "| incoming order (BM25) | 0.184 |" in chain and "| LOOP | 0.996 ± 0.000 |" in chain and "| loop |" not in chain
     compute = text.split("<!-- protocol-compute -->")[1].split("<!-- /protocol-compute -->")[0].strip().splitlines()
     assert compute[0].startswith("| objective | setting | reader passes / question |")
-    assert [line.split(" | ")[:2] for line in compute[2:]] == [["| G-Rerank", "chain"], ["| LOOP", "chain"], ["| G-Rerank", "redundant"], ["| LOOP", "redundant"]]
+    names = ["| G-Rerank", "| PDist", "| LOOP", "| EMDR2", "| ADist", "| LCE"]
+    assert [line.split(" | ")[:2] for line in compute[2:]] == [[n, s] for s in ("chain", "redundant") for n in names]
 
     readme.write_text("no markers\n")
     refused = subprocess.run(command, cwd=root, capture_output=True, text=True)
